@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Installs and starts what the tests need, then runs lint, types and the whole suite.
+# Called by `make test` (the README's test command) and by .ci/run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=${VENV:-.venv}
+export PATH="$PWD/$VENV/bin:$PATH"
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+apt_ready=0
+apt_install() {
+  if [ "$apt_ready" = 0 ]; then as_root apt-get update -qq; apt_ready=1; fi
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+# Headless Chromium for the browser tests (Playwright drives Debian's build).
+if ! command -v chromium >/dev/null 2>&1; then
+  echo "test.sh: installing chromium from apt"
+  apt_install chromium
+fi
+export TELECONSULT_TEST_CHROMIUM=${TELECONSULT_TEST_CHROMIUM:-$(command -v chromium)}
+
+# ffprobe is used to check recordings independently of PyAV.
+command -v ffprobe >/dev/null 2>&1 || apt_install ffmpeg
+
+# Redis: use the one answering on 127.0.0.1:6379, else start our own.
+redis_pid=""
+cleanup() { [ -n "$redis_pid" ] && kill "$redis_pid" 2>/dev/null && wait "$redis_pid" 2>/dev/null; true; }
+trap cleanup EXIT
+if [ -z "${TELECONSULT_TEST_REDIS_URL:-}" ]; then
+  if python - <<'PY'
+import socket, sys
+try:
+    s = socket.create_connection(("127.0.0.1", 6379), timeout=1)
+    s.sendall(b"PING\r\n"); ok = s.recv(16).startswith(b"+PONG")
+except OSError:
+    ok = False
+sys.exit(0 if ok else 1)
+PY
+  then
+    export TELECONSULT_TEST_REDIS_URL="redis://127.0.0.1:6379/0"
+  else
+    command -v redis-server >/dev/null 2>&1 || apt_install redis-server
+    port=$(python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no >/tmp/teleconsult-redis-$port.log 2>&1 &
+    redis_pid=$!
+    for _ in $(seq 100); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.1; done
+    export TELECONSULT_TEST_REDIS_URL="redis://127.0.0.1:$port/0"
+    echo "test.sh: started redis-server on port $port"
+  fi
+fi
+
+echo "== ruff"; ruff check server tests bench
+echo "== mypy"; mypy
+echo "== pytest"; python -m pytest -q -p no:cacheprovider "$@"

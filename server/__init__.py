@@ -1,0 +1,3 @@
+"""teleconsult: self-hosted video consultation server."""
+
+__version__ = "0.1.0"
