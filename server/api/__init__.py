@@ -1,0 +1,1 @@
+"""Composition root: the aiohttp application (routes, middleware, lifecycle)."""

@@ -1,0 +1,72 @@
+"""Middleware: request ids, domain errors → JSON, security headers, Origin + CSRF on writes."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from ..errors import DomainError, RateLimited
+from ..logs import request_id_var
+from .keys import SETTINGS
+from .security import SAFE_METHODS, check_csrf, check_origin, security_headers
+
+log = logging.getLogger("teleconsult.http")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def error_response(exc: DomainError, request_id: str) -> web.Response:
+    body = {"error": {"code": exc.code, "message": exc.message, "request_id": request_id}}
+    response = web.json_response(body, status=exc.status)
+    if isinstance(exc, RateLimited):
+        response.headers["Retry-After"] = str(int(exc.retry_after_s + 0.999))
+    return response
+
+
+@web.middleware
+async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
+    request_id = secrets.token_hex(8)
+    token = request_id_var.set(request_id)
+    request["request_id"] = request_id
+    settings = request.app[SETTINGS]
+    try:
+        try:
+            if request.method not in SAFE_METHODS and request.path.startswith("/api/"):
+                check_origin(request, settings, required=True)
+                if request.path != "/api/csp-report":
+                    check_csrf(request)
+            response = await handler(request)
+        except DomainError as exc:
+            if exc.status >= 500:
+                log.warning("domain error %s on %s %s", exc.code, request.method, request.path)
+            response = error_response(exc, request_id)
+        except web.HTTPException as exc:
+            if not request.path.startswith("/api/") or exc.status < 400:
+                raise
+            response = web.json_response(
+                {"error": {"code": f"http_{exc.status}", "message": exc.reason, "request_id": request_id}},
+                status=exc.status,
+            )
+        except Exception:
+            resource = request.match_info.route.resource
+            log.exception(
+                "unhandled error on %s %s", request.method, resource.canonical if resource else "?"
+            )
+            response = web.json_response(
+                {"error": {"code": "internal", "message": "Internal error.", "request_id": request_id}},
+                status=500,
+            )
+        return response
+    finally:
+        request_id_var.reset(token)
+
+
+async def add_security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """on_response_prepare: every response, static files and WebSocket upgrades included."""
+    response.headers.update(security_headers(request.app[SETTINGS]))
+    if "request_id" in request:
+        response.headers["X-Request-Id"] = request["request_id"]
+    response.headers.setdefault("Cache-Control", "no-store")
