@@ -1,0 +1,101 @@
+"""Shared fixtures. Keep each fixture small and documented; add new ones below the store section.
+
+Redis is shared between engineers and test runs: every Redis-backed fixture uses its own random
+key prefix and deletes only its own keys. When Redis does not answer, Redis-backed tests FAIL
+(they are part of the contract), they are never skipped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import secrets
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from server.clock import ManualClock
+from server.config import Settings
+from server.store.base import Store
+from server.store.redis import RedisStore
+from server.store.sqlite import SQLiteStore
+
+DEFAULT_TEST_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    """A clock that moves only when the test calls `clock.advance(s)`."""
+    return ManualClock()
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """Default settings with every path inside the test's tmp_path (embedded store)."""
+    return dataclasses.replace(
+        Settings(),
+        port=0,
+        data_dir=tmp_path / "data",
+        recordings_dir=tmp_path / "recordings",
+    )
+
+
+@pytest.fixture
+def redis_url() -> str:
+    return os.environ.get("TELECONSULT_TEST_REDIS_URL", DEFAULT_TEST_REDIS_URL)
+
+
+def random_redis_prefix() -> str:
+    return f"tc-test-{secrets.token_hex(6)}:"
+
+
+async def delete_redis_prefix(url: str, prefix: str) -> None:
+    """Delete every key under `prefix` through a fresh connection (the test may have closed its
+    own store)."""
+    cleaner = await RedisStore.open(url, prefix)
+    try:
+        await cleaner.delete_all_with_prefix()
+    finally:
+        await cleaner.close()
+
+
+@pytest.fixture
+async def sqlite_store(tmp_path: Path) -> AsyncIterator[SQLiteStore]:
+    """A fresh SQLiteStore in tmp_path; closed afterwards."""
+    store = await SQLiteStore.open(tmp_path / "store" / "teleconsult.sqlite3")
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+@pytest.fixture
+async def redis_store(redis_url: str) -> AsyncIterator[RedisStore]:
+    """A RedisStore under a random prefix; all its keys deleted afterwards."""
+    prefix = random_redis_prefix()
+    store = await RedisStore.open(redis_url, prefix)
+    try:
+        yield store
+    finally:
+        await store.close()
+        await delete_redis_prefix(redis_url, prefix)
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path, redis_url: str) -> AsyncIterator[Store]:
+    """Each backend in turn, for tests that must hold on both (the contract)."""
+    if request.param == "sqlite":
+        sqlite = await SQLiteStore.open(tmp_path / "store" / "teleconsult.sqlite3")
+        try:
+            yield sqlite
+        finally:
+            await sqlite.close()
+    else:
+        prefix = random_redis_prefix()
+        redis = await RedisStore.open(redis_url, prefix)
+        try:
+            yield redis
+        finally:
+            await redis.close()
+            await delete_redis_prefix(redis_url, prefix)
