@@ -34,6 +34,7 @@ async def _serve(settings: Settings, args: argparse.Namespace) -> int:
     from aiohttp import web
 
     from .api.app import create_app
+    from .audit import AuditLog
     from .store.factory import open_store
     from .tls import server_ssl_context
 
@@ -42,7 +43,9 @@ async def _serve(settings: Settings, args: argparse.Namespace) -> int:
     settings.recordings_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     store = await open_store(settings)
     try:
-        app = create_app(settings, store=store, clock=SystemClock())
+        clock = SystemClock()
+        await AuditLog(store, clock).record("system.start", actor=None)
+        app = create_app(settings, store=store, clock=clock)
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
         site = web.TCPSite(runner, settings.host, settings.port, ssl_context=ssl_context)
