@@ -1,0 +1,316 @@
+"""Encoded-media fan-out: one PublishedTrack per incoming track, one SubscriberTrack per outgoing
+transceiver. Nothing here decodes or encodes.
+
+PublishedTrack reads the encoded packets of one remote track once (see aiortc_hook) and hands
+each one, as an `EncodedFrame`, to its sinks and to every subscribed SubscriberTrack.
+
+Recorder hook (server/recording/recorder.py)::
+
+    track.add_sink(sink)        # sink(frame: EncodedFrame) -> None, called on the event loop
+    track.remove_sink(sink)
+    track.request_keyframe()    # e.g. when a recording starts (rate-limited PLI upstream)
+
+A sink must not block (push to your own bounded queue) and receives every frame while the
+track is not muted; `frame.kind` is "audio" or "video", `frame.pts` counts in
+`frame.time_base` (1/48000 Opus, 1/90000 VP8) from 0 at the track's first frame;
+`frame.is_keyframe` is True for every audio frame and for VP8 keyframes.
+
+SubscriberTrack is the persistent track of one outgoing transceiver (aiortc never notices a
+replaceTrack while a sender waits in recv()): `set_source()` swaps what it forwards, its recv()
+never raises, video restarts at a keyframe after every swap, unmute or overflow, and its
+timestamps stay continuous across swaps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from fractions import Fraction
+
+import av
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+from server.clock import Clock
+
+from . import aiortc_hook
+
+log = logging.getLogger(__name__)
+
+KEYFRAME_REQUEST_INTERVAL_S = 0.5
+VIDEO_QUEUE_FRAMES = 60
+AUDIO_QUEUE_FRAMES = 50
+CLOCK_RATES = {"audio": 48000, "video": 90000}
+
+
+@dataclass(frozen=True)
+class EncodedFrame:
+    kind: str  # "audio" | "video"
+    data: bytes
+    pts: int
+    time_base: Fraction
+    is_keyframe: bool
+
+
+Sink = Callable[[EncodedFrame], None]
+
+
+def is_vp8_keyframe(data: bytes) -> bool:
+    """VP8 frame tag (RFC 6386 §9.1): bit 0 of the first byte is 0 for a key frame."""
+    return bool(data) and data[0] & 1 == 0
+
+
+class PublishedTrack:
+    """One publisher's track (label "audio", "video" or "screen") fanned out to subscribers."""
+
+    def __init__(
+        self,
+        *,
+        publisher_id: str,
+        track_id: str,
+        label: str,
+        source: MediaStreamTrack,
+        request_pli: Callable[[], object],
+    ) -> None:
+        self.publisher_id = publisher_id
+        self.track_id = track_id
+        self.label = label
+        self.kind = "audio" if label == "audio" else "video"
+        self._source = source
+        self._request_pli = request_pli
+        self._subscribers: list[SubscriberTrack] = []
+        self._sinks: list[Sink] = []
+        self._muted = False
+        self._closed = False
+        self._task: asyncio.Task[None] | None = None
+        self._pli_task: asyncio.Task[None] | None = None
+        self._pli_pending = False
+        self.frames_in = 0
+        self.frames_forwarded = 0
+        self.keyframe_requests_sent = 0
+
+    @property
+    def muted(self) -> bool:
+        return self._muted
+
+    def start(self) -> None:
+        if self._task is None and not self._closed:
+            self._task = asyncio.get_running_loop().create_task(
+                self._run(), name=f"sfu-publish-{self.publisher_id}-{self.label}"
+            )
+
+    def add_subscriber(self, subscriber: SubscriberTrack) -> None:
+        if subscriber not in self._subscribers:
+            self._subscribers.append(subscriber)
+
+    def remove_subscriber(self, subscriber: SubscriberTrack) -> None:
+        with contextlib.suppress(ValueError):
+            self._subscribers.remove(subscriber)
+
+    def add_sink(self, sink: Sink) -> None:
+        if sink not in self._sinks:
+            self._sinks.append(sink)
+
+    def remove_sink(self, sink: Sink) -> None:
+        with contextlib.suppress(ValueError):
+            self._sinks.remove(sink)
+
+    def set_muted(self, muted: bool) -> None:
+        """Muted: nothing is forwarded (no bandwidth). Unmuted: video resumes at a keyframe."""
+        if muted == self._muted:
+            return
+        self._muted = muted
+        if not muted:
+            for subscriber in self._subscribers:
+                subscriber.resync()
+            self.request_keyframe()
+
+    def request_keyframe(self) -> None:
+        """Ask the publisher for a keyframe, at most one PLI per KEYFRAME_REQUEST_INTERVAL_S."""
+        if self.kind != "video" or self._closed:
+            return
+        if self._pli_task is not None and not self._pli_task.done():
+            self._pli_pending = True
+            return
+        self._pli_task = asyncio.get_running_loop().create_task(
+            self._send_plis(), name=f"sfu-pli-{self.publisher_id}-{self.label}"
+        )
+
+    async def _send_plis(self) -> None:
+        while True:
+            self._pli_pending = False
+            try:
+                sent = await _maybe_await(self._request_pli())
+            except ConnectionError:
+                sent = False
+            if sent:
+                self.keyframe_requests_sent += 1
+            else:
+                self._pli_pending = True  # no SSRC yet: retry after the interval
+            await asyncio.sleep(KEYFRAME_REQUEST_INTERVAL_S)  # the rate limit, not a sync
+            if not self._pli_pending or self._closed:
+                return
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                packet = await self._source.recv()
+            except MediaStreamError:
+                return
+            if not isinstance(packet, av.Packet):
+                log.error("sfu track %s/%s yields decoded frames: hook missing",
+                          self.publisher_id, self.label)
+                return
+            data = bytes(packet)
+            frame = EncodedFrame(
+                kind=self.kind,
+                data=data,
+                pts=int(packet.pts or 0),
+                time_base=Fraction(packet.time_base or Fraction(1, CLOCK_RATES[self.kind])),
+                is_keyframe=self.kind == "audio" or is_vp8_keyframe(data),
+            )
+            self.frames_in += 1
+            if self._muted:
+                continue
+            for sink in tuple(self._sinks):
+                try:
+                    sink(frame)
+                except Exception:
+                    log.exception("sfu sink failed on track %s/%s", self.publisher_id, self.label)
+            for subscriber in tuple(self._subscribers):
+                if subscriber.push(self, frame):
+                    self.frames_forwarded += 1
+
+    async def close(self) -> None:
+        """Stop reading; detach every subscriber (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        for subscriber in tuple(self._subscribers):
+            subscriber.detach(self)
+        self._sinks.clear()
+        for task in (self._task, self._pli_task):
+            if task is not None and not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+
+async def _maybe_await(value: object) -> bool:
+    if asyncio.iscoroutine(value) or isinstance(value, asyncio.Future):
+        value = await value
+    return bool(value)
+
+
+class SubscriberTrack(MediaStreamTrack):
+    """The persistent outgoing track of one transceiver; recv() yields av.Packets, never raises."""
+
+    def __init__(self, kind: str, *, clock: Clock) -> None:
+        super().__init__()
+        self.kind = kind
+        self._clock = clock
+        self._clock_rate = CLOCK_RATES[kind]
+        self._queue: asyncio.Queue[EncodedFrame] = asyncio.Queue(
+            VIDEO_QUEUE_FRAMES if kind == "video" else AUDIO_QUEUE_FRAMES
+        )
+        self._source: PublishedTrack | None = None
+        self._waiting_keyframe = kind == "video"
+        self._rebase = True
+        self._offset = 0
+        self._last_pts: int | None = None
+        self._last_mono = 0.0
+        self.frames_out = 0
+        self.frames_dropped = 0
+
+    @property
+    def source(self) -> PublishedTrack | None:
+        return self._source
+
+    def set_source(self, source: PublishedTrack | None) -> None:
+        """Forward `source` from its next keyframe on (None: forward nothing)."""
+        if source is self._source:
+            return
+        if self._source is not None:
+            self._source.remove_subscriber(self)
+        self._source = source
+        self._drain()
+        self._rebase = True
+        self.resync()
+        if source is not None:
+            source.add_subscriber(self)
+            source.request_keyframe()
+
+    def detach(self, source: PublishedTrack) -> None:
+        if self._source is source:
+            self.set_source(None)
+
+    def resync(self) -> None:
+        """Drop video until the next keyframe."""
+        self._waiting_keyframe = self.kind == "video"
+
+    def request_keyframe(self) -> None:
+        if self._source is not None:
+            self._source.request_keyframe()
+
+    def push(self, source: PublishedTrack, frame: EncodedFrame) -> bool:
+        """Queue one frame from `source`; False if dropped."""
+        if source is not self._source or self.readyState != "live":
+            return False
+        if self._waiting_keyframe:
+            if not frame.is_keyframe:
+                self.frames_dropped += 1
+                source.request_keyframe()
+                return False
+            self._waiting_keyframe = False
+        if self._queue.full():
+            self.frames_dropped += self._queue.qsize()
+            self._drain()
+            if self.kind == "video" and not frame.is_keyframe:
+                self._waiting_keyframe = True
+                self.frames_dropped += 1
+                source.request_keyframe()
+                return False
+        self._queue.put_nowait(frame)
+        return True
+
+    def _drain(self) -> None:
+        while not self._queue.empty():
+            self._queue.get_nowait()
+
+    async def recv(self) -> av.Packet:  # type: ignore[type-arg]
+        frame = await self._queue.get()
+        now = self._clock.monotonic()
+        if self._rebase:
+            self._rebase = False
+            if self._last_pts is None:
+                self._offset = -frame.pts
+            else:
+                gap = max(1, round((now - self._last_mono) * self._clock_rate))
+                self._offset = self._last_pts + gap - frame.pts
+        pts = frame.pts + self._offset
+        self._last_pts = pts
+        self._last_mono = now
+        packet = av.Packet(frame.data)
+        packet.pts = pts
+        packet.dts = pts
+        packet.time_base = frame.time_base
+        self.frames_out += 1
+        return packet
+
+    def stop(self) -> None:
+        if self._source is not None:
+            self._source.remove_subscriber(self)
+            self._source = None
+        self._drain()
+        super().stop()
+
+
+def make_pli_requester(receiver: object) -> Callable[[], object]:
+    """A callable sending a PLI to the publisher behind `receiver` (an RTCRtpReceiver)."""
+
+    def request() -> object:
+        return aiortc_hook.send_pli(receiver)  # type: ignore[arg-type]
+
+    return request
