@@ -9,7 +9,7 @@ import json
 import pytest
 
 from server.errors import Unavailable
-from server.store.base import AuditRecord, Store
+from server.store.base import AuditBuilder, AuditRecord, Store
 from tests.waiting import wait_for_condition
 
 GENESIS = "0" * 64
@@ -17,7 +17,7 @@ SHORT_TTL_S = 0.3
 EXPIRY_BOUND_S = 5.0
 
 
-def chained(body_fields: dict[str, object]):  # type: ignore[no-untyped-def]
+def chained(body_fields: dict[str, object]) -> AuditBuilder:
     """An AuditBuilder like server/audit.py's: seq in the body, sha256(prev_hash + body)."""
 
     def build(head_seq: int, head_hash: str) -> AuditRecord:
