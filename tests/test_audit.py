@@ -176,7 +176,7 @@ async def test_redis_rewritten_record_is_named(redis_store: RedisStore, redis_ur
     log_key = redis_store.prefix + "audit:log"
     raw = Redis.from_url(redis_url, decode_responses=True)
     try:
-        [member] = await raw.zrangebyscore(log_key, 3, 3)
+        member = str((await raw.zrangebyscore(log_key, 3, 3))[0])
         record = json.loads(member)
         record["body"] = record["body"].replace("acc-2", "acc-7")
         async with raw.pipeline(transaction=True) as pipe:
