@@ -1,0 +1,1 @@
+"""Consultations, one-time patient invites, participant sessions, room tokens and the waiting room."""
