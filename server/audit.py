@@ -28,7 +28,9 @@ from .store.base import AuditRecord, AuditStore
 GENESIS_HASH = "0" * 64
 PAGE_SIZE = 1000
 
-_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+# At most 40 characters: every 256-bit token (43 base64url characters, 64 hex) is refused,
+# while prefixed random ids ("acc_" + 20 hex) and UUIDs (36) fit.
+_ID = re.compile(r"[A-Za-z0-9_.:-]{1,40}")
 _ACTION = re.compile(r"[a-z][a-z0-9_]*(?:\.[a-z][a-z0-9_]*)+")
 _CODE = re.compile(r"[a-z][a-z0-9_]{0,31}")
 _FIELD = re.compile(r"[a-z][a-z0-9_]{0,31}")
@@ -49,8 +51,8 @@ def _check_id(field: str, value: object) -> str:
     if not isinstance(value, str) or not _ID.fullmatch(value) or _LOOKS_LIKE_NAME.fullmatch(value):
         # Never echo the value: it may be exactly what must not be logged.
         raise ValueError(
-            f"audit field {field!r} must be an id (1-64 characters of A-Z a-z 0-9 _ . : -,"
-            " not a name, an e-mail address or free text)"
+            f"audit field {field!r} must be an id (1-40 characters of A-Z a-z 0-9 _ . : -,"
+            " not a name, an e-mail address, a token or free text)"
         )
     return value
 
