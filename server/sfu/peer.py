@@ -284,27 +284,29 @@ class MediaPeer:
         task.add_done_callback(self._tasks.discard)
 
     async def _negotiate(self) -> None:
-        async with self._lock:
-            if not self._pending or self.negotiation is not Negotiation.STABLE:
-                return
-            self._pending = False
-            offer = await aiortc_hook.create_offer_keeping_numbering(self.pc, self._negotiated)
-            await self.pc.setLocalDescription(offer)
-            self.negotiation = Negotiation.OFFER_SENT
-            tracks = [
-                OutgoingTrackInfo(mid=str(s.transceiver.mid), participant_id=src.publisher_id,
-                                  track_id=src.track_id, kind=src.label)
-                for s in self._slots if (src := s.track.source) is not None
-            ]
-            receive = {str(t.mid): label for t in self.pc.getTransceivers()
-                       if (label := self._incoming.get(id(t))) is not None
-                       and t.direction == "recvonly"}
-            sdp_text = announce_host_candidates(self.pc.localDescription.sdp, self._ice.announce_address)
-            self.offers_sent += 1
-        try:
-            await self._send(offer_message(sdp_text, tracks, receive))
-        except Exception:
-            log.warning("sfu could not send an offer to participant %s", self.peer_id)
+        while self._pending and self.negotiation is Negotiation.STABLE:
+            async with self._lock:
+                if not self._pending or self.negotiation is not Negotiation.STABLE:
+                    return
+                self._pending = False
+                offer = await aiortc_hook.create_offer_keeping_numbering(self.pc, self._negotiated)
+                await self.pc.setLocalDescription(offer)
+                self.negotiation = Negotiation.OFFER_SENT
+                tracks = [
+                    OutgoingTrackInfo(mid=str(s.transceiver.mid), participant_id=src.publisher_id,
+                                      track_id=src.track_id, kind=src.label)
+                    for s in self._slots if (src := s.track.source) is not None
+                ]
+                receive = {str(t.mid): label for t in self.pc.getTransceivers()
+                           if (label := self._incoming.get(id(t))) is not None
+                           and t.direction == "recvonly"}
+                sdp_text = announce_host_candidates(self.pc.localDescription.sdp,
+                                                    self._ice.announce_address)
+                self.offers_sent += 1
+            try:
+                await self._send(offer_message(sdp_text, tracks, receive))
+            except Exception:
+                log.warning("sfu could not send an offer to participant %s", self.peer_id)
 
     async def close(self) -> None:
         """Close the peer connection and stop every task (idempotent)."""
