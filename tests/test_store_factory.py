@@ -105,3 +105,10 @@ async def test_redis_store_raises_unavailable_when_redis_goes_away(redis_url: st
     finally:
         await store.close()
         await delete_redis_prefix(redis_url, prefix)
+
+
+async def test_an_unusable_data_dir_is_a_one_line_config_error(settings: Settings) -> None:
+    settings.data_dir.parent.mkdir(parents=True, exist_ok=True)
+    settings.data_dir.write_text("a file where the data directory should be")
+    with pytest.raises(ConfigError, match=r"^TELECONSULT_DATA_DIR: cannot open the database"):
+        await open_store(settings)

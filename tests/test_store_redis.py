@@ -58,3 +58,19 @@ async def test_stale_index_members_are_removed_on_read(redis_store: RedisStore,
     assert await raw.smembers(f"{p}idx:session:account:a1") == {"s2"}
     assert await redis_store.list_docs("session") == [{}]
     assert await raw.smembers(f"{p}docs:session") == {"s2"}
+
+
+async def test_purge_expired_drops_members_of_expired_documents(redis_store: RedisStore,
+                                                                raw: Redis) -> None:
+    p = redis_store.prefix
+    await redis_store.put_doc("session", "s1", {}, ttl_s=0.2, index={"account": "a1"})
+    await redis_store.put_doc("session", "s2", {}, index={"account": "a1"})
+
+    async def expired() -> bool:
+        return not await raw.exists(f"{p}doc:session:s1")
+
+    await wait_for_condition(expired, timeout_s=5, what="Redis to expire the document")
+    assert await redis_store.purge_expired() == 2  # from docs:session and the index set
+    assert await raw.smembers(f"{p}docs:session") == {"s2"}
+    assert await raw.smembers(f"{p}idx:session:account:a1") == {"s2"}
+    assert await redis_store.purge_expired() == 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+
 from ..config import Settings
 from ..errors import ConfigError, Unavailable
 from .base import Store
@@ -11,7 +13,7 @@ from .sqlite import SQLiteStore
 
 async def open_store(settings: Settings) -> Store:
     """Open the configured store. Raises ConfigError (one line, no password) when Redis is
-    configured but does not answer."""
+    configured but does not answer, or when the SQLite database cannot be opened."""
     if settings.redis_url:
         url = settings.redis_url.get()
         try:
@@ -20,5 +22,10 @@ async def open_store(settings: Settings) -> Store:
             raise ConfigError(
                 f"TELECONSULT_REDIS_URL: cannot connect to Redis at {describe_redis_url(url)}"
             ) from None
-    settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    return await SQLiteStore.open(settings.sqlite_path)
+    path = settings.sqlite_path
+    try:
+        settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        return await SQLiteStore.open(path)
+    except (OSError, sqlite3.Error) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError(f"TELECONSULT_DATA_DIR: cannot open the database {path}: {reason}") from None

@@ -122,7 +122,7 @@ class RedisStore:
 
     async def delete_all_with_prefix(self) -> int:
         """Tests only: delete every key under this store's prefix (SCAN + DEL, never FLUSH)."""
-        pattern = re.sub(r"([\[\]*?\\])", r"\\\1", self.prefix) + "*"
+        pattern = self._glob("") + "*"
         deleted = 0
         async with self._guard() as r:
             batch: list[str] = []
@@ -134,6 +134,25 @@ class RedisStore:
             if batch:
                 deleted += int(await r.delete(*batch))
         return deleted
+
+    async def purge_expired(self) -> int:
+        """Maintenance: drop index and kind-set members whose document has expired (reads do
+        this lazily for the sets they touch). Returns how many members went."""
+        removed = 0
+        async with self._guard() as r:
+            for space in ("docs", "idx"):
+                async for set_key in r.scan_iter(match=self._glob(f"{space}:") + "*", count=500):
+                    kind = set_key[len(self.prefix) + len(space) + 1:].split(":", 1)[0]
+                    ids = sorted(cast(set[str], await r.smembers(set_key)))
+                    if not ids:
+                        continue
+                    raws = await r.mget([self._doc_key(kind, i) for i in ids])
+                    stale = [x for i, raw in zip(ids, raws, strict=True) if raw is None
+                             for x in (i, "")]
+                    if stale:
+                        removed += int(await self._clean(
+                            keys=[set_key], args=[self._doc_key(kind, ""), *stale]))
+        return removed
 
     # -- documents ---------------------------------------------------------------------------
 
@@ -327,6 +346,10 @@ class RedisStore:
         return [_parse_record(raw) for raw in raws]
 
     # -- internals ----------------------------------------------------------------------------
+
+    def _glob(self, suffix: str) -> str:
+        """The prefix + suffix as a SCAN pattern, glob characters escaped."""
+        return re.sub(r"([\[\]*?\\])", r"\\\1", self.prefix + suffix)
 
     def _key(self, space: str, kind: str, key: str) -> str:
         return f"{self.prefix}{space}:{kind}:{key}"
