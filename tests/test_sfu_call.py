@@ -47,3 +47,95 @@ async def test_two_participants_receive_each_others_audio_and_video() -> None:
         await room.close()
         await a.close()
         await b.close()
+
+
+async def test_server_never_decodes_or_encodes_and_forwards_identical_vp8_frames() -> None:
+    from tests.sfu_peers import CodecSpy, receiver_decoder_thread, sender_encoder
+
+    room = new_room()
+    clients = [ClientPeer("p1"), ClientPeer("p2"), ClientPeer("p3")]
+    spy = CodecSpy()
+    try:
+        with spy.installed():
+            await connect_all(*clients, room=room)
+            for me in clients:
+                for other in clients:
+                    if other is not me:
+                        await wait_for_condition(
+                            lambda me=me, other=other: me.frames_from(other.participant_id, "video") >= 20
+                            and me.frames_from(other.participant_id, "audio") >= 20,
+                            timeout_s=15, what=f"{me.participant_id} gets {other.participant_id}")
+        server_pcs = [p.peer.pc for p in room.participants()]
+        server_encoders = {id(e) for pc in server_pcs for t in pc.getTransceivers()
+                           if (e := sender_encoder(t.sender)) is not None}
+        server_threads = {th for pc in server_pcs for t in pc.getTransceivers()
+                          if (th := receiver_decoder_thread(t.receiver)) is not None}
+        client_encoders = {id(e) for c in clients for t in c.pc.getTransceivers()
+                           if (e := sender_encoder(t.sender)) is not None}
+        client_threads = {th for c in clients for t in c.pc.getTransceivers()
+                          if (th := receiver_decoder_thread(t.receiver)) is not None}
+        # The spy sees the clients' codecs, so it would see the server's too.
+        assert len(server_encoders) == 12 and len(server_threads) == 6
+        assert client_encoders <= spy.encoded_by and len(client_encoders) == 6
+        assert client_threads <= spy.decoded_in and len(client_threads) == 12
+        assert not server_encoders & spy.encoded_by, "the server encoded media"
+        assert not server_threads & spy.decoded_in, "the server decoded media"
+        # Byte-identical VP8: every frame p2 decoded from p1 is a frame p1's encoder produced.
+        p1, p2 = clients[0], clients[1]
+        p1_video_encoder = next(id(sender_encoder(t.sender)) for t in p1.pc.getTransceivers()
+                                if t.kind == "video")
+        sent = spy.sent_vp8[p1_video_encoder]
+        mids = {r.mid for r in p2.tracks_from("p1", "video")}
+        thread = next(receiver_decoder_thread(t.receiver) for t in p2.pc.getTransceivers()
+                      if t.mid in mids)
+        received = spy.received_vp8[thread]
+        assert len(received) >= 20
+        sent_set = set(sent)
+        assert all(frame in sent_set for frame in received)
+        assert received[0][0] & 1 == 0, "the first forwarded frame is a keyframe"
+        # In order, as a contiguous run of what was sent (no reordering, no re-encoding).
+        positions = [sent.index(frame) for frame in received]
+        assert positions == sorted(positions)
+        print(f"server encoders {len(server_encoders)}, decoders {len(server_threads)}: unused; "
+              f"{len(received)} VP8 frames byte-identical")
+    finally:
+        await room.close()
+        for c in clients:
+            await c.close()
+
+
+async def test_third_participant_gets_video_fast_and_leaving_leaves_no_gap() -> None:
+    room = new_room()
+    a, b, c = ClientPeer("a"), ClientPeer("b"), ClientPeer("c")
+    try:
+        await connect_all(a, b, room=room)
+        await wait_for_condition(lambda: a.frames_from("b", "video") > 10 and b.frames_from("a", "video") > 10,
+                                 timeout_s=15, what="a and b exchange video")
+        await connect_all(c, room=room)
+        assert c.connected_at is not None
+        await wait_for_condition(lambda: c.frames_from("a", "video") > 0 and c.frames_from("b", "video") > 0,
+                                 timeout_s=10, what="c decodes a's and b's video")
+        firsts = [min(r.times) for r in c.received if r.kind == "video" and r.times]
+        delay = max(firsts) - c.connected_at
+        print(f"third participant: first video {delay * 1000:.0f} ms after connecting")
+        assert delay < 1.0
+        await wait_for_condition(lambda: a.frames_from("c", "video") > 0 and b.frames_from("c", "video") > 0,
+                                 timeout_s=10, what="a and b get c's video")
+
+        left_at = time.monotonic()
+        await c.participant.leave()  # type: ignore[union-attr]
+        await wait_for_condition(lambda: any(m["type"] == "participant-left" for m in a.messages)
+                                 and any(m["type"] == "participant-left" for m in b.messages),
+                                 timeout_s=5, what="participant-left sent")
+        await asyncio.sleep(2.0)  # the observation window for gaps
+        gaps = [r.max_gap_since(left_at) for me, other in ((a, "b"), (b, "a"))
+                for r in me.tracks_from(other, "video")]
+        print(f"max video gap after c left: {max(gaps) * 1000:.0f} ms")
+        assert max(gaps) < 1.0
+        left = a.messages_of("participant-left")[0]
+        assert left["participant_id"] == "c" and len(left["tracks"]) == 2
+        assert not a.errors and not b.errors and not c.errors
+    finally:
+        await room.close()
+        for client in (a, b, c):
+            await client.close()
