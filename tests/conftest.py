@@ -11,12 +11,14 @@ import dataclasses
 import os
 import secrets
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
 
 from server.clock import ManualClock
 from server.config import Settings
+from server.errors import Unavailable
 from server.store.base import Store
 from server.store.redis import RedisStore
 from server.store.sqlite import SQLiteStore
@@ -60,42 +62,53 @@ async def delete_redis_prefix(url: str, prefix: str) -> None:
         await cleaner.close()
 
 
-@pytest.fixture
-async def sqlite_store(tmp_path: Path) -> AsyncIterator[SQLiteStore]:
-    """A fresh SQLiteStore in tmp_path; closed afterwards."""
-    store = await SQLiteStore.open(tmp_path / "store" / "teleconsult.sqlite3")
+@asynccontextmanager
+async def open_test_sqlite_store(directory: Path) -> AsyncIterator[SQLiteStore]:
+    store = await SQLiteStore.open(directory / "store" / "teleconsult.sqlite3")
     try:
         yield store
     finally:
         await store.close()
+
+
+@asynccontextmanager
+async def open_test_redis_store(url: str) -> AsyncIterator[RedisStore]:
+    """A RedisStore under a fresh random prefix; every key under it deleted afterwards."""
+    prefix = random_redis_prefix()
+    try:
+        store = await RedisStore.open(url, prefix)
+    except Unavailable as exc:
+        pytest.fail(f"Redis-backed test needs Redis: {exc} (set TELECONSULT_TEST_REDIS_URL)")
+    try:
+        yield store
+    finally:
+        await store.close()
+        await delete_redis_prefix(url, prefix)
+
+
+@pytest.fixture
+async def sqlite_store(tmp_path: Path) -> AsyncIterator[SQLiteStore]:
+    """A fresh SQLiteStore in tmp_path; closed afterwards."""
+    async with open_test_sqlite_store(tmp_path) as store:
+        yield store
 
 
 @pytest.fixture
 async def redis_store(redis_url: str) -> AsyncIterator[RedisStore]:
     """A RedisStore under a random prefix; all its keys deleted afterwards."""
-    prefix = random_redis_prefix()
-    store = await RedisStore.open(redis_url, prefix)
-    try:
+    async with open_test_redis_store(redis_url) as store:
         yield store
-    finally:
-        await store.close()
-        await delete_redis_prefix(redis_url, prefix)
 
 
 @pytest.fixture(params=["sqlite", "redis"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path, redis_url: str) -> AsyncIterator[Store]:
     """Each backend in turn, for tests that must hold on both (the contract)."""
     if request.param == "sqlite":
-        sqlite = await SQLiteStore.open(tmp_path / "store" / "teleconsult.sqlite3")
-        try:
+        async with open_test_sqlite_store(tmp_path) as sqlite:
             yield sqlite
-        finally:
-            await sqlite.close()
     else:
-        prefix = random_redis_prefix()
-        redis = await RedisStore.open(redis_url, prefix)
-        try:
+        async with open_test_redis_store(redis_url) as redis:
             yield redis
-        finally:
-            await redis.close()
-            await delete_redis_prefix(redis_url, prefix)
+
+
+# -- add fixtures for other areas below, one short docstring each ------------------------------
