@@ -14,6 +14,7 @@ from ..audit import AuditLog
 from ..clock import Clock, SystemClock
 from ..config import Settings
 from ..store.base import Store
+from .auth_routes import setup_auth
 from .keys import AUDIT, CLOCK, CSP_VIOLATIONS, SETTINGS, STORE
 from .middleware import add_security_headers, request_context
 from .pages import setup_pages
@@ -51,4 +52,5 @@ def create_app(
     app.router.add_routes(system_routes)
     # Feature routes: each feature module adds its routes and its own cleanup contexts.
     setup_pages(app)
+    setup_auth(app)
     return app

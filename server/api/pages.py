@@ -13,6 +13,9 @@ WEB_DIR = Path(__file__).resolve().parent.parent.parent / "web"
 PAGES: dict[str, str] = {
     "/": "index.html",
     "/join": "join.html",
+    "/login": "login.html",
+    "/enrol": "enrol.html",
+    "/account": "account.html",
 }
 
 

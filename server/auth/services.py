@@ -1,0 +1,102 @@
+"""The auth services bundled for the composition roots (HTTP app, CLI) and the admin acts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..audit import AuditLog
+from ..clock import Clock
+from ..config import Settings
+from ..errors import Conflict
+from ..store.base import Store
+from .accounts import Account, AccountRepository, email_key
+from .enrolment import EnrolmentService
+from .login import LoginService
+from .secretbox import SecretBox
+from .sessions import STAGE_AUTH, Session, SessionService
+from .throttle import LoginThrottle, account_key
+from .totp import RECOVERY_KIND
+
+
+@dataclass(frozen=True)
+class AuthServices:
+    store: Store
+    clock: Clock
+    settings: Settings
+    audit: AuditLog
+    accounts: AccountRepository
+    sessions: SessionService
+    throttle: LoginThrottle
+    enrolment: EnrolmentService
+    login: LoginService
+
+    def __repr__(self) -> str:
+        return "AuthServices()"
+
+    @classmethod
+    def build(
+        cls, store: Store, clock: Clock, settings: Settings, audit: AuditLog, box: SecretBox | None = None,
+    ) -> AuthServices:
+        box = box or SecretBox.load_or_create(settings.data_dir)
+        accounts = AccountRepository(store, clock)
+        sessions = SessionService(store, clock, settings)
+        throttle = LoginThrottle(store, clock)
+        return cls(
+            store=store, clock=clock, settings=settings, audit=audit, accounts=accounts,
+            sessions=sessions, throttle=throttle,
+            enrolment=EnrolmentService(store, clock, settings, accounts, box, audit),
+            login=LoginService(store, clock, accounts, sessions, throttle, box, audit),
+        )
+
+    async def current_staff(self, token: str) -> tuple[Account, Session] | None:
+        """The account and authenticated session behind a cookie token, or None."""
+        session = await self.sessions.get(token)
+        if session is None or session.stage != STAGE_AUTH:
+            return None
+        account = await self.accounts.get(session.account_id)
+        if account is None or not account.active:
+            await self.sessions.revoke(session.id_hash)
+            return None
+        return account, session
+
+    # -- administrator acts (CLI, admin page) ---------------------------------------------------
+
+    async def add_user(self, *, email: str, role: str, display_name: str, actor: str | None) -> tuple[
+        Account, str
+    ]:
+        """Create a not-yet-enrolled account; returns it and its enrolment link token."""
+        account = await self.accounts.create(email=email, display_name=display_name, role=role)
+        token = await self.enrolment.issue_link("enrol", account.id)
+        await self.audit.record("account.created", actor=actor, target={"account": account.id},
+                                outcome=role)
+        return account, token
+
+    async def disable(self, account_id: str, *, actor: str | None) -> int:
+        """Disable and end every session; returns how many sessions ended."""
+        await self.accounts.update(account_id, disabled=True)
+        ended = await self.sessions.revoke_all(account_id)
+        await self.audit.record("account.disabled", actor=actor, target={"account": account_id})
+        await self.audit.record("session.revoked", actor=actor, target={"account": account_id},
+                                outcome="account_disabled")
+        return ended
+
+    async def enable(self, account_id: str, *, actor: str | None) -> None:
+        """Enable, and unlock after too many failures (the throttle forgets the account)."""
+        account = await self.accounts.update(account_id, disabled=False, locked=False)
+        await self.throttle.reset_account(account_key(email_key(account.email)))
+        await self.audit.record("account.enabled", actor=actor, target={"account": account_id})
+
+    async def reset_mfa(self, account_id: str, *, actor: str | None) -> str:
+        """Forget the TOTP secret and recovery codes, end sessions; returns a new enrolment token."""
+        account = await self.accounts.require(account_id)
+        if account.disabled:
+            raise Conflict("Enable the account first.", code="account_disabled")
+        for key in account.recovery_keys:
+            await self.store.delete_token(RECOVERY_KIND, key)
+        await self.accounts.update(account_id, totp_sealed=None, mfa_enrolled=False, recovery_keys=())
+        await self.sessions.revoke_all(account_id)
+        token = await self.enrolment.issue_link("reset", account_id)
+        await self.audit.record("account.mfa_reset", actor=actor, target={"account": account_id})
+        await self.audit.record("session.revoked", actor=actor, target={"account": account_id},
+                                outcome="mfa_reset")
+        return token

@@ -1,0 +1,83 @@
+"""Helpers for tests that need a signed-in staff member (any feature's tests may use them).
+
+    account_id, totp_secret = await create_staff(store, clock, settings,
+                                                 email="dr.a@example.test", role="doctor",
+                                                 password="a long enough passphrase")
+    auth = await login_staff(client, email="dr.a@example.test", password="a long enough passphrase",
+                             totp_secret=totp_secret, clock=clock)
+    await client.post("/api/consultations", json={...}, headers=auth["headers"])
+
+- `create_staff` goes straight through the service layer (no HTTP): the account is created,
+  enrolled (password + TOTP) and active. Pass the SAME `settings` the app under test uses:
+  the TOTP secret is sealed with the app secret key in `settings.data_dir`. Enrolment spends
+  the code of the time-step *before* clock.now(), so a login at clock.now() works at once.
+- `login_staff` logs in over HTTP exactly like the browser: GET /api/csrf, POST /api/login,
+  POST /api/login/mfa with the code pyotp computes at `clock.now()`, each write carrying
+  Origin and X-CSRF-Token. The session and CSRF cookies stay in the client's cookie jar.
+  Returns {"csrf_token", "headers" (Origin + X-CSRF-Token for later writes), "account"}.
+  A TOTP code is accepted only once per account: to log the SAME account in again, first
+  `clock.advance(30)`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pyotp
+from aiohttp.test_utils import TestClient
+
+from server.audit import AuditLog
+from server.auth.services import AuthServices
+from server.auth.totp import STEP_S
+from server.clock import ManualClock
+from server.config import Settings
+from server.store.base import Store
+
+
+def auth_services(store: Store, clock: ManualClock, settings: Settings) -> AuthServices:
+    return AuthServices.build(store, clock, settings, AuditLog(store, clock))
+
+
+def totp_at(secret: str, when: float) -> str:
+    return pyotp.TOTP(secret).at(int(when))
+
+
+async def create_staff(
+    store: Store, clock: ManualClock, settings: Settings, *, email: str, role: str, password: str,
+    display_name: str = "Staff member",
+) -> tuple[str, str]:
+    """An enrolled, active account; returns (account_id, base32 TOTP secret)."""
+    auth = auth_services(store, clock, settings)
+    account, token = await auth.add_user(email=email, role=role, display_name=display_name, actor=None)
+    started = await auth.enrolment.start(token)
+    await auth.enrolment.finish(
+        started.enrolment_id, started.binding, password=password,
+        code=totp_at(started.totp_secret, clock.now() - STEP_S),
+    )
+    return account.id, started.totp_secret
+
+
+def origin_of(client: TestClient) -> str:
+    return str(client.make_url("/")).rstrip("/")
+
+
+async def csrf_headers(client: TestClient) -> dict[str, str]:
+    """Origin + X-CSRF-Token for writes (also sets the tc_csrf cookie in the client's jar)."""
+    response = await client.get("/api/csrf")
+    assert response.status == 200, await response.text()
+    token = (await response.json())["csrf_token"]
+    return {"Origin": origin_of(client), "X-CSRF-Token": token}
+
+
+async def login_staff(
+    client: TestClient, *, email: str, password: str, totp_secret: str, clock: ManualClock,
+) -> dict[str, Any]:
+    headers = await csrf_headers(client)
+    first = await client.post("/api/login", json={"email": email, "password": password}, headers=headers)
+    assert first.status == 200, await first.text()
+    second = await client.post(
+        "/api/login/mfa", json={"code": totp_at(totp_secret, clock.now())}, headers=headers
+    )
+    assert second.status == 200, await second.text()
+    body = await second.json()
+    return {"csrf_token": headers["X-CSRF-Token"], "headers": headers, "account": body["account"]}
