@@ -44,3 +44,7 @@ def register_admin_commands(sub: Any, commands: dict[str, Command]) -> None:
     export.set_defaults(command_key="audit export")
     commands["audit verify"] = _audit_verify
     commands["audit export"] = _audit_export
+
+    from .cli_users import register_user_commands
+
+    register_user_commands(sub, commands)
