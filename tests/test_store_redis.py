@@ -3,6 +3,9 @@ cleaned on read, counters carrying their window as a Redis TTL."""
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+import itertools
 from collections.abc import AsyncIterator
 
 import pytest
@@ -74,3 +77,23 @@ async def test_purge_expired_drops_members_of_expired_documents(redis_store: Red
     assert await raw.smembers(f"{p}docs:session") == {"s2"}
     assert await raw.smembers(f"{p}idx:session:account:a1") == {"s2"}
     assert await redis_store.purge_expired() == 0
+
+
+async def test_appends_from_two_nodes_interleave_into_one_gapless_chain(
+    redis_store: RedisStore, redis_url: str
+) -> None:
+    """Two stores on one prefix are two nodes: only WATCH/MULTI keeps their appends apart."""
+    def build(head_seq: int, head_hash: str) -> AuditRecord:
+        body = f'{{"seq":{head_seq + 1}}}'
+        digest = hashlib.sha256((head_hash + body).encode()).hexdigest()
+        return AuditRecord(head_seq + 1, head_hash, body, digest)
+
+    other = await RedisStore.open(redis_url, redis_store.prefix)
+    try:
+        await asyncio.gather(*(s.append_audit(build) for _ in range(10)
+                               for s in (redis_store, other)))
+    finally:
+        await other.close()
+    records = await redis_store.audit_records()
+    assert [r.seq for r in records] == list(range(1, 21))
+    assert all(b.prev_hash == a.hash for a, b in itertools.pairwise(records))
