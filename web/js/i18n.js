@@ -34,10 +34,18 @@ export function t(key, vars) {
   return text;
 }
 
+function withRoot(root, selector) {
+  const found = [...root.querySelectorAll(selector)];
+  if (root.matches && root.matches(selector)) found.unshift(root);
+  return found;
+}
+
+// Fill every [data-i18n*] element in root (root included). data-i18n-vars holds JSON variables.
 export function applyI18n(root = document) {
-  for (const el of root.querySelectorAll('[data-i18n]')) el.textContent = t(el.dataset.i18n);
+  const vars = (el) => { try { return el.dataset.i18nVars ? JSON.parse(el.dataset.i18nVars) : undefined; } catch { return undefined; } };
+  for (const el of withRoot(root, '[data-i18n]')) el.textContent = t(el.dataset.i18n, vars(el));
   for (const attr of ATTRS) {
-    for (const el of root.querySelectorAll(`[data-i18n-${attr}]`)) el.setAttribute(attr, t(el.getAttribute(`data-i18n-${attr}`)));
+    for (const el of withRoot(root, `[data-i18n-${attr}]`)) el.setAttribute(attr, t(el.getAttribute(`data-i18n-${attr}`), vars(el)));
   }
   if (root === document) {
     document.documentElement.lang = current;

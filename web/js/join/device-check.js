@@ -1,0 +1,71 @@
+// The device check before joining: camera preview, device pickers, microphone level meter,
+// and plain help when permission is denied or no device exists.
+
+import { t } from '../i18n.js';
+import { AudioMeter } from '../call/audio-meter.js';
+import { acquireMedia, fillDeviceSelect, listDevices, saveDevices, savedDevices } from '../call/local-media.js';
+
+function $(id) { return document.getElementById(id); }
+
+export class DeviceCheck {
+  constructor() {
+    this.stream = null;
+    this.error = null;
+    this.meter = new AudioMeter($('dc-level'));
+    this.choice = savedDevices();
+    $('dc-retry').addEventListener('click', () => this.start());
+    $('dc-camera').addEventListener('change', (e) => { this.choice.cameraId = e.target.value; this.start(); });
+    $('dc-microphone').addEventListener('change', (e) => { this.choice.microphoneId = e.target.value; this.start(); });
+    document.addEventListener('pointerdown', () => this.meter.resume(), { once: true });
+  }
+
+  async start() {
+    this.stopTracks();
+    const { stream, error } = await acquireMedia({ cameraId: this.choice.cameraId || '', microphoneId: this.choice.microphoneId || '' });
+    this.stream = stream;
+    this.error = stream ? null : error;
+    const hasVideo = !!(stream && stream.getVideoTracks().length);
+    const hasAudio = !!(stream && stream.getAudioTracks().length);
+    $('preview').srcObject = hasVideo ? stream : null;
+    $('preview-off').hidden = hasVideo;
+    $('dc-denied').hidden = this.error !== 'denied';
+    $('dc-nodevice').hidden = hasVideo || hasAudio || this.error === 'denied';
+    $('dc-retry').hidden = hasVideo && hasAudio;
+    const submit = $('join-submit');
+    submit.dataset.i18n = hasVideo || hasAudio ? 'join.submit' : 'join.submitWithout';
+    submit.textContent = t(submit.dataset.i18n);
+    if (hasAudio) this.meter.attach(stream); else this.meter.detach();
+    const { cameras, microphones } = await listDevices();
+    const v = hasVideo ? stream.getVideoTracks()[0].getSettings().deviceId : this.choice.cameraId;
+    const a = hasAudio ? stream.getAudioTracks()[0].getSettings().deviceId : this.choice.microphoneId;
+    fillDeviceSelect($('dc-camera'), cameras.filter((d) => d.deviceId), v, t('join.deviceCheck.camera'));
+    fillDeviceSelect($('dc-microphone'), microphones.filter((d) => d.deviceId), a, t('join.deviceCheck.microphone'));
+  }
+
+  result() {
+    if (!this.stream) return this.error ? 'failed' : 'skipped';
+    return this.stream.getVideoTracks().length && this.stream.getAudioTracks().length ? 'passed' : 'failed';
+  }
+
+  localMedia() {
+    const stream = this.stream || new MediaStream();
+    return { stream, audioTrack: stream.getAudioTracks()[0] || null, videoTrack: stream.getVideoTracks()[0] || null };
+  }
+
+  saveChoice() {
+    const lm = this.localMedia();
+    saveDevices({
+      cameraId: lm.videoTrack ? lm.videoTrack.getSettings().deviceId : '',
+      microphoneId: lm.audioTrack ? lm.audioTrack.getSettings().deviceId : '',
+    });
+  }
+
+  stopMeter() { this.meter.close(); $('preview').srcObject = null; }
+
+  stopTracks() {
+    if (this.stream) for (const tr of this.stream.getTracks()) tr.stop();
+    this.stream = null;
+  }
+
+  stop() { this.stopMeter(); this.stopTracks(); }
+}
