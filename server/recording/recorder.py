@@ -128,7 +128,8 @@ class ParticipantRecorder:
         self._thread = threading.Thread(target=self._run, name=f"recorder-{participant_id}",
                                          daemon=True)
         self._thread.start()
-        self._ask_keyframe(None)
+        if "video" in kinds:
+            self._ask_keyframe(None)
 
     @property
     def state(self) -> RecorderState:
