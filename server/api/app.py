@@ -15,6 +15,7 @@ from ..clock import Clock, SystemClock
 from ..config import Settings
 from ..store.base import Store
 from .auth_routes import setup_auth
+from .consultation_routes import setup_consultations
 from .keys import AUDIT, CLOCK, CSP_VIOLATIONS, SETTINGS, STORE
 from .middleware import add_security_headers, request_context
 from .pages import setup_pages
@@ -53,4 +54,5 @@ def create_app(
     # Feature routes: each feature module adds its routes and its own cleanup contexts.
     setup_pages(app)
     setup_auth(app)
+    setup_consultations(app)
     return app

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 log = logging.getLogger("teleconsult.lobby")
 
@@ -31,36 +31,39 @@ class LobbyMember(Protocol):
         ...
 
 
-class Lobby:
+M = TypeVar("M", bound=LobbyMember)
+
+
+class Lobby(Generic[M]):
     def __init__(self, consultation_id: str) -> None:
         self.consultation_id = consultation_id
-        self._members: dict[str, LobbyMember] = {}
+        self._members: dict[str, M] = {}
         self._closed = False
 
     @property
     def closed(self) -> bool:
         return self._closed
 
-    def attach(self, member: LobbyMember) -> LobbyMember | None:
+    def attach(self, member: M) -> M | None:
         """Register a connection; returns the older connection it replaces (to be closed 4409)."""
         old = self._members.get(member.participant_id)
         self._members[member.participant_id] = member
         return old if old is not member else None
 
-    def detach(self, member: LobbyMember) -> bool:
+    def detach(self, member: M) -> bool:
         """Forget a connection if it is still the current one for its participant."""
         if self._members.get(member.participant_id) is member:
             del self._members[member.participant_id]
             return True
         return False
 
-    def member(self, participant_id: str) -> LobbyMember | None:
+    def member(self, participant_id: str) -> M | None:
         return self._members.get(participant_id)
 
     def connected_ids(self) -> list[str]:
         return list(self._members)
 
-    def host(self) -> LobbyMember | None:
+    def host(self) -> M | None:
         return next((m for m in self._members.values() if m.is_host), None)
 
     def __len__(self) -> int:
@@ -103,19 +106,19 @@ class Lobby:
             await member.close(code, reason)
 
 
-class LobbyRegistry:
+class LobbyRegistry(Generic[M]):
     """Every lobby on this node, by consultation id."""
 
     def __init__(self) -> None:
-        self._lobbies: dict[str, Lobby] = {}
+        self._lobbies: dict[str, Lobby[M]] = {}
 
-    def get(self, consultation_id: str) -> Lobby | None:
+    def get(self, consultation_id: str) -> Lobby[M] | None:
         return self._lobbies.get(consultation_id)
 
-    def get_or_create(self, consultation_id: str) -> Lobby:
+    def get_or_create(self, consultation_id: str) -> Lobby[M]:
         lobby = self._lobbies.get(consultation_id)
         if lobby is None or lobby.closed:
-            lobby = Lobby(consultation_id)
+            lobby = Lobby[M](consultation_id)
             self._lobbies[consultation_id] = lobby
         return lobby
 
@@ -124,7 +127,7 @@ class LobbyRegistry:
         if lobby is not None and len(lobby) == 0:
             del self._lobbies[consultation_id]
 
-    def pop(self, consultation_id: str) -> Lobby | None:
+    def pop(self, consultation_id: str) -> Lobby[M] | None:
         return self._lobbies.pop(consultation_id, None)
 
     async def close_all(self, code: int, reason: str) -> None:

@@ -159,7 +159,7 @@ class AuditSink(Protocol):
         self,
         action: str,
         *,
-        actor: str | None = ...,
+        actor: str | None,
         target: str | None = ...,
         outcome: str = ...,
         consultation_id: str | None = ...,

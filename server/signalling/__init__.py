@@ -1,0 +1,1 @@
+"""WebSocket message schema, per-connection state machine and the consultation hub."""

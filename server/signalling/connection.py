@@ -1,0 +1,286 @@
+"""One consultation WebSocket: authentication by the first message, rate cap, state machine
+(AWAITING_HELLO → WAITING → ADMITTED → CLOSED) and dispatch to the hub and the media room.
+
+`handle_text` never raises: bad input gets an `error` message and the connection stays up;
+only authentication failures (4401), sustained flooding (4429) and the hub (4409 replaced,
+4410 ended/removed, 4403 denied) close it.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import logging
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from ..clock import Clock
+from ..errors import DomainError
+from ..rooms.models import Participant, ParticipantState, StaffActor
+from .envelope import (
+    EndConsultation,
+    EnvelopeError,
+    Hello,
+    LobbyAction,
+    MediaEnvelope,
+    Ping,
+    error_message,
+    parse_client_message,
+    server_message,
+)
+from .hub import HOST_PARTICIPANT_ID, ConsultationHub
+from .media_gateway import MediaSession
+
+log = logging.getLogger("teleconsult.ws")
+
+CLOSE_UNAUTHENTICATED = 4401
+CLOSE_ENDED = 4410
+CLOSE_RATE_LIMITED = 4429
+RATE_PER_S = 50.0
+BURST = 100.0
+STRIKE_LEAK_PER_S = 5.0  # tolerated refused messages per second ...
+STRIKE_LIMIT = 50.0  # ... and this many refused in a row closes 4429
+
+
+class ConnState(enum.StrEnum):
+    AWAITING_HELLO = "awaiting_hello"
+    WAITING = "waiting"
+    ADMITTED = "admitted"
+    CLOSED = "closed"
+
+
+class Transport(Protocol):
+    async def send_text(self, text: str) -> None:
+        """Send; must not raise when the peer is gone."""
+        ...
+
+    async def close(self, code: int, reason: str) -> None:
+        """Idempotent."""
+        ...
+
+
+class TokenBucket:
+    def __init__(self, clock: Clock, rate_per_s: float, burst: float) -> None:
+        self._clock = clock
+        self._rate = rate_per_s
+        self._burst = burst
+        self._level = burst
+        self._at = clock.monotonic()
+
+    def take(self) -> bool:
+        now = self._clock.monotonic()
+        self._level = min(self._burst, self._level + (now - self._at) * self._rate)
+        self._at = now
+        if self._level >= 1.0:
+            self._level -= 1.0
+            return True
+        return False
+
+    def add(self) -> float:
+        """Leaky use: add one unit, return the level (for strike counting)."""
+        now = self._clock.monotonic()
+        self._level = max(0.0, self._level - (now - self._at) * self._rate) + 1.0
+        self._at = now
+        return self._level
+
+
+class SignallingConnection:
+    def __init__(
+        self,
+        consultation_id: str,
+        hub: ConsultationHub,
+        transport: Transport,
+        clock: Clock,
+        *,
+        participant: Participant | None,
+        staff_session_ref: str | None,
+        host_display_name: str = "",
+        media_types: frozenset[str] = frozenset(),
+    ) -> None:
+        self._cid = consultation_id
+        self._hub = hub
+        self._transport = transport
+        self._participant = participant
+        self._staff_session_ref = staff_session_ref
+        self._host_name = host_display_name
+        self._media_types = media_types
+        self._bucket = TokenBucket(clock, RATE_PER_S, BURST)
+        self._strikes = TokenBucket(clock, STRIKE_LEAK_PER_S, 0.0)
+        self._actor: StaffActor | None = None
+        self._pid = ""
+        self._media: MediaSession | None = None
+        self.state = ConnState.AWAITING_HELLO
+        self.close_code: int | None = None
+
+    # -- identity (HubConnection / LobbyMember) -----------------------------------------------
+
+    @property
+    def participant_id(self) -> str:
+        return self._pid
+
+    @property
+    def consultation_id(self) -> str:
+        return self._cid
+
+    @property
+    def is_host(self) -> bool:
+        return self._actor is not None
+
+    @property
+    def admitted(self) -> bool:
+        return self.state is ConnState.ADMITTED
+
+    # -- output ---------------------------------------------------------------------------
+
+    async def send(self, message: Mapping[str, Any]) -> None:
+        if self.state is ConnState.CLOSED:
+            return
+        await self._transport.send_text(json.dumps(message, separators=(",", ":")))
+
+    async def _error(self, code: str, message: str) -> None:
+        await self.send(error_message(code, message))
+
+    async def close(self, code: int, reason: str) -> None:
+        if self.state is ConnState.CLOSED:
+            return
+        self.state = ConnState.CLOSED
+        self.close_code = code
+        media, self._media = self._media, None
+        if media is not None:
+            try:
+                await media.leave()
+            except Exception:
+                log.warning("media leave failed for participant %s", self._pid)
+        await self._transport.close(code, reason)
+
+    async def on_disconnect(self) -> None:
+        """The socket is gone (any reason): leave the call, update the lobby."""
+        was_admitted = self.state is ConnState.ADMITTED
+        started = self._pid != ""
+        await self.close(1000, "closed")
+        if started:
+            await self._hub.disconnected(self, was_admitted)
+
+    async def close_unauthenticated(self) -> None:
+        await self.close(CLOSE_UNAUTHENTICATED, "authentication required")
+
+    # -- input ----------------------------------------------------------------------------
+
+    async def handle_text(self, text: str) -> None:
+        if self.state is ConnState.CLOSED:
+            return
+        if not self._bucket.take():
+            if self._strikes.add() > STRIKE_LIMIT:
+                log.warning("closing flooding connection of participant %s", self._pid or "-")
+                await self.close(CLOSE_RATE_LIMITED, "rate limited")
+            else:
+                await self._error("rate_limited", "Too many messages; slow down.")
+            return
+        try:
+            message = parse_client_message(text, self._media_types)
+        except EnvelopeError as exc:
+            if self.state is ConnState.AWAITING_HELLO:
+                await self.close_unauthenticated()
+            else:
+                await self._error(exc.code, exc.message)
+            return
+        try:
+            await self._dispatch(message)
+        except DomainError as exc:
+            await self._error(exc.code, exc.message)
+
+    async def _dispatch(self, message: object) -> None:
+        if self.state is ConnState.AWAITING_HELLO:
+            if not isinstance(message, Hello):
+                await self.close_unauthenticated()
+                return
+            await self._hello(message)
+            return
+        if isinstance(message, Hello):
+            await self._error("wrong_state", "Already connected.")
+        elif isinstance(message, Ping):
+            await self.send(server_message("pong"))
+        elif isinstance(message, LobbyAction):
+            await self._lobby_action(message)
+        elif isinstance(message, EndConsultation):
+            if self._actor is None:
+                await self._error("forbidden", "Only the host can end the consultation.")
+                return
+            await self._hub.end(self._cid, self._actor)
+        elif isinstance(message, MediaEnvelope):
+            await self._media_message(message)
+
+    async def _hello(self, hello: Hello) -> None:
+        services = self._hub.services
+        if hello.room_token is not None:
+            try:
+                actor = await services.room_tokens.redeem(
+                    hello.room_token, self._cid, session_ref=self._staff_session_ref
+                )
+                await services.consultations.open(self._cid, actor)
+            except DomainError as exc:
+                code = CLOSE_ENDED if exc.code == "consultation_closed" else CLOSE_UNAUTHENTICATED
+                await self.close(code, "authentication failed")
+                return
+            self._actor = actor
+            self._pid = HOST_PARTICIPANT_ID
+            self._hub.remember(self._cid, self._pid, self._host_name, "host")
+            await self._hub.attach(self)
+            self.state = ConnState.WAITING
+            await self._hub.welcome(self, ParticipantState.ADMITTED.value, "host")
+            await self._hub.connected(self, admitted=True)
+            return
+        if self._participant is None:
+            await self.close_unauthenticated()
+            return
+        try:  # re-read: the cookie was checked at upgrade, the state may have moved since
+            participant = await services.participants.get(self._cid, self._participant.participant_id)
+        except DomainError:
+            await self.close_unauthenticated()
+            return
+        if participant.state not in (ParticipantState.WAITING, ParticipantState.ADMITTED):
+            await self.close(CLOSE_ENDED, "session ended")
+            return
+        self._pid = participant.participant_id
+        self._hub.remember(self._cid, self._pid, participant.display_name, participant.role.value)
+        await self._hub.attach(self)
+        self.state = ConnState.WAITING
+        await self._hub.welcome(self, participant.state.value, participant.role.value)
+        await self._hub.connected(self, admitted=participant.state is ParticipantState.ADMITTED)
+
+    async def _lobby_action(self, action: LobbyAction) -> None:
+        if self._actor is None:
+            await self._error("forbidden", "Only the host can do this.")
+            return
+        if action.action == "admit":
+            await self._hub.admit(self._cid, action.participant_id, self._actor)
+        elif action.action == "deny":
+            await self._hub.deny(self._cid, action.participant_id, self._actor)
+        else:
+            await self._hub.remove(self._cid, action.participant_id, self._actor)
+
+    async def _media_message(self, message: MediaEnvelope) -> None:
+        if self.state is not ConnState.ADMITTED:
+            await self._error("not_admitted", "Please wait until the host lets you in.")
+            return
+        if self._media is None:
+            await self._error("media_unavailable", "The call is not available.")
+            return
+        await self._media.handle(message.body)
+
+    async def enter_call(self) -> None:
+        if self.state not in (ConnState.WAITING, ConnState.ADMITTED) or self._media is not None:
+            return
+        self.state = ConnState.ADMITTED
+        consultation = await self._hub.services.consultations.get(self._cid)
+        try:
+            self._media = await self._hub.join_media(self, consultation, self._media_notify)
+        except DomainError as exc:
+            await self._error(exc.code, exc.message)
+
+    async def _media_notify(self, message: Mapping[str, Any]) -> None:
+        if message.get("type") == "participant-joined":
+            entry = self._hub.directory(self._cid, str(message.get("participant_id")))
+            if entry is not None:
+                message = {**message, "display_name": entry[0], "role": entry[1]}
+        await self.send(message)
