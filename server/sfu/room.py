@@ -61,7 +61,7 @@ log = logging.getLogger(__name__)
 Notify = Callable[[Mapping[str, Any]], Awaitable[None]]
 ClosedCallback = Callable[[str], Awaitable[None] | None]
 PublicationListener = Callable[[PublishedTrack, bool], None]
-CLOSE_REASONS = ("left", "ice_failed", "connect_timeout", "room_closed")
+CLOSE_REASONS = ("left", "ice_failed", "connection_lost", "connect_timeout", "room_closed")
 _PARTICIPANT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
@@ -181,9 +181,12 @@ class CallParticipant:
         if state == "connected" and self.state is ParticipantState.CONNECTING:
             self.state = ParticipantState.CONNECTED
             self._connected.set()
-        elif state == "failed" and self.state is not ParticipantState.CLOSED:
-            log.info("sfu participant %s: ICE failed, removing", self.participant_id)
-            self._spawn(self._close("ice_failed"), "ice-failed")
+        elif state in ("failed", "closed") and self.state is not ParticipantState.CLOSED:
+            # "failed": ICE/DTLS failure; "closed": aiortc closes the connection itself when
+            # consent freshness expires (aioice) or the peer sent a DTLS close.
+            reason = "ice_failed" if state == "failed" else "connection_lost"
+            log.info("sfu participant %s: connection %s, removing", self.participant_id, state)
+            self._spawn(self._close(reason), "connection-lost")
 
     async def _connect_deadline(self) -> None:
         try:
