@@ -120,7 +120,8 @@ async def test_deny_and_remove_end_the_session(
         assert denied.status == 204
         await next_of(aws, "denied")
         assert await closed_with(aws) == 4403
-        assert (await doctor.post(f"/api/consultations/{cid}/participants/{pb}/admit", headers=dh)).status == 204
+        admitted = await doctor.post(f"/api/consultations/{cid}/participants/{pb}/admit", headers=dh)
+        assert admitted.status == 204
         await next_of(bws, "admitted")
         await hws.send_json({"v": 1, "type": "remove", "participant_id": pb})
         await next_of(bws, "removed")
