@@ -27,5 +27,5 @@ def configure_logging(level: str = "INFO") -> None:
     root.addHandler(handler)
     root.setLevel(level.upper())
     # aioice/aiortc log candidate addresses and SDP fragments at DEBUG; keep them quiet.
-    for noisy in ("aioice", "aiortc", "aiohttp.access"):
+    for noisy in ("aioice", "aiortc", "aiohttp.access", "asyncio"):
         logging.getLogger(noisy).setLevel(max(logging.INFO, root.level))

@@ -74,5 +74,8 @@ def server_ssl_context(settings: Settings) -> ssl.SSLContext | None:
     try:
         ctx.load_cert_chain(cert, key)
     except (OSError, ssl.SSLError) as exc:
-        raise ConfigError(f"invalid TLS certificate/key ({cert}, {key}): {exc}") from None
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError(
+            f"invalid setting TELECONSULT_TLS_CERT/TELECONSULT_TLS_KEY: cannot load {cert} with {key}: {reason}"
+        ) from None
     return ctx

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -28,10 +29,11 @@ class ServerProcess:
     process: subprocess.Popen[str]
     port: int
     log_path: Path
+    scheme: str = "http"
 
     @property
     def base_url(self) -> str:
-        return f"http://localhost:{self.port}"
+        return f"{self.scheme}://localhost:{self.port}"
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -62,7 +64,8 @@ def wait_until_healthy(server: ServerProcess, timeout_s: float = 30) -> None:
         if server.process.poll() is not None:
             raise AssertionError(f"server exited with {server.process.returncode}:\n{server.log_text()}")
         try:
-            with urllib.request.urlopen(f"{server.base_url}/healthz", timeout=1) as response:
+            context = ssl._create_unverified_context() if server.scheme == "https" else None  # test-only
+            with urllib.request.urlopen(f"{server.base_url}/healthz", timeout=1, context=context) as response:
                 if response.status == 200:
                     return
         except (urllib.error.URLError, OSError):
@@ -81,7 +84,8 @@ def running_server(tmp_path: Path, extra_env: Mapping[str, str] | None = None,
             [sys.executable, "-m", "server", "serve", "--port", str(port), *(args or [])],
             env=server_env(tmp_path, extra_env), cwd=REPO, stdout=log, stderr=subprocess.STDOUT, text=True,
         )
-    server = ServerProcess(process, port, log_path)
+    tls = any(a.startswith("--tls") for a in (args or []))
+    server = ServerProcess(process, port, log_path, "https" if tls else "http")
     try:
         wait_until_healthy(server)
         yield server

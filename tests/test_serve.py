@@ -22,7 +22,8 @@ def test_serves_health_with_no_other_service_and_keeps_data_across_restart(tmp_p
         assert server.process.returncode == 0, server.log_text()
     exported = run_cli(["audit", "export"], env)
     assert exported.returncode == 0, exported.stderr
-    starts = [json.loads(line) for line in exported.stdout.splitlines() if '"system.start"' in line]
+    actions = [json.loads(json.loads(line)["body"])["action"] for line in exported.stdout.splitlines()]
+    starts = [a for a in actions if a == "system.start"]
     assert len(starts) == 2  # the first run's entry survived the restart
     verified = run_cli(["audit", "verify"], env)
     assert verified.returncode == 0 and "intact" in verified.stdout

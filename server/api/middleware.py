@@ -15,6 +15,8 @@ from .security import SAFE_METHODS, check_csrf, check_origin, security_headers
 
 log = logging.getLogger("teleconsult.http")
 
+REQUEST_ID = web.RequestKey("request_id", str)
+
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -30,7 +32,7 @@ def error_response(exc: DomainError, request_id: str) -> web.Response:
 async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
     request_id = secrets.token_hex(8)
     token = request_id_var.set(request_id)
-    request["request_id"] = request_id
+    request[REQUEST_ID] = request_id
     settings = request.app[SETTINGS]
     try:
         try:
@@ -67,6 +69,6 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
 async def add_security_headers(request: web.Request, response: web.StreamResponse) -> None:
     """on_response_prepare: every response, static files and WebSocket upgrades included."""
     response.headers.update(security_headers(request.app[SETTINGS]))
-    if "request_id" in request:
-        response.headers["X-Request-Id"] = request["request_id"]
+    if REQUEST_ID in request:
+        response.headers["X-Request-Id"] = request[REQUEST_ID]
     response.headers.setdefault("Cache-Control", "no-store")
