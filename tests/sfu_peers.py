@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fractions
+import itertools
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -102,7 +103,7 @@ class ReceivedTrack:
 
     def max_gap_since(self, start: float) -> float:
         points = [start, *[t for t in self.times if t >= start]]
-        return max((b - a for a, b in zip(points, points[1:], strict=False)), default=float("inf"))
+        return max((b - a for a, b in itertools.pairwise(points)), default=float("inf"))
 
 
 class ClientPeer:

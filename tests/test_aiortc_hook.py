@@ -106,7 +106,8 @@ async def test_offer_keeps_the_first_negotiated_numbering() -> None:
             "m=video 9 UDP/TLS/RTP/SAVPF 97 98", "m=video 9 UDP/TLS/RTP/SAVPF 120 121")
         sdp = sdp.replace("a=rtpmap:98 rtx", "a=rtpmap:121 rtx").replace("apt=97", "apt=120")
         sdp = sdp.replace(":97 ", ":120 ").replace(":98 ", ":121 ")
-        sdp = sdp.replace("a=extmap:1 urn:ietf:params:rtp-hdrext:sdes:mid", "a=extmap:9 urn:ietf:params:rtp-hdrext:sdes:mid")
+        mid_ext = "urn:ietf:params:rtp-hdrext:sdes:mid"
+        sdp = sdp.replace(f"a=extmap:1 {mid_ext}", f"a=extmap:9 {mid_ext}")
         from aiortc import RTCSessionDescription
 
         await server.setRemoteDescription(RTCSessionDescription(sdp, "offer"))

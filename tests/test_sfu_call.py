@@ -109,8 +109,9 @@ async def test_third_participant_gets_video_fast_and_leaving_leaves_no_gap() -> 
     a, b, c = ClientPeer("a"), ClientPeer("b"), ClientPeer("c")
     try:
         await connect_all(a, b, room=room)
-        await wait_for_condition(lambda: a.frames_from("b", "video") > 10 and b.frames_from("a", "video") > 10,
-                                 timeout_s=15, what="a and b exchange video")
+        await wait_for_condition(
+            lambda: a.frames_from("b", "video") > 10 and b.frames_from("a", "video") > 10,
+            timeout_s=15, what="a and b exchange video")
         await connect_all(c, room=room)
         assert c.connected_at is not None
         await wait_for_condition(lambda: c.frames_from("a", "video") > 0 and c.frames_from("b", "video") > 0,

@@ -8,7 +8,7 @@ import pytest
 
 from server.errors import Conflict, InvalidInput
 from server.sfu.messages import AnswerMessage, MuteMessage, OfferMessage, RenegotiateMessage
-from tests.sfu_peers import CodecSpy, ClientPeer, connect_all, new_room, receiver_decoder_thread
+from tests.sfu_peers import ClientPeer, CodecSpy, connect_all, new_room, receiver_decoder_thread
 from tests.waiting import wait_for_condition
 
 GARBAGE_SDP = "v=0\r\nthis is not sdp\r\nm=video nonsense\r\n"
@@ -160,8 +160,9 @@ async def test_screen_share_via_server_renegotiation() -> None:
         assert b.frames_from("a", "video") > 0
         # Stop sharing: others are told.
         await a.participant.handle(RenegotiateMessage(frozenset({"audio", "video"})))
-        await wait_for_condition(lambda: any(m["kind"] == "screen" for m in b.messages_of("track-unpublished")),
-                                 timeout_s=5, what="track-unpublished")
+        await wait_for_condition(
+            lambda: any(m["kind"] == "screen" for m in b.messages_of("track-unpublished")),
+            timeout_s=5, what="track-unpublished")
         assert not a.errors and not b.errors
     finally:
         await room.close()
