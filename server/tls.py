@@ -76,6 +76,7 @@ def server_ssl_context(settings: Settings) -> ssl.SSLContext | None:
     except (OSError, ssl.SSLError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise ConfigError(
-            f"invalid setting TELECONSULT_TLS_CERT/TELECONSULT_TLS_KEY: cannot load {cert} with {key}: {reason}"
+            "invalid setting TELECONSULT_TLS_CERT/TELECONSULT_TLS_KEY: "
+            f"cannot load {cert} with {key}: {reason}"
         ) from None
     return ctx

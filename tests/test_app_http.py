@@ -43,7 +43,7 @@ async def client(settings: Settings, sqlite_store: SQLiteStore, clock: ManualClo
         yield c
 
 
-def _assert_security_headers(headers: "web.CIMultiDictProxy[str] | dict[str, str]") -> None:
+def _assert_security_headers(headers: web.CIMultiDictProxy[str] | dict[str, str]) -> None:
     for name, value in REQUIRED_HEADERS.items():
         assert headers.get(name) == value, name
     csp = headers["Content-Security-Policy"]
