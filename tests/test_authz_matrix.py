@@ -13,7 +13,15 @@ from aiohttp.test_utils import TestClient
 from server.clock import ManualClock
 from server.config import Settings
 from server.store.sqlite import SQLiteStore
-from tests.rooms_helpers import Env, create_consultation, host_ws, http_env, invite_token, join, next_of, open_ws
+from tests.rooms_helpers import (
+    Env,
+    create_consultation,
+    http_env,
+    invite_token,
+    join,
+    next_of,
+    open_ws,
+)
 
 ACTORS = ("anonymous", "waiting", "admitted", "removed", "other_doctor", "host", "admin")
 STAFF_ONLY_HOST = frozenset({"host"})
