@@ -29,12 +29,12 @@ from aiohttp.test_utils import TestClient
 from server.audit import AuditLog
 from server.auth.services import AuthServices
 from server.auth.totp import STEP_S
-from server.clock import ManualClock
+from server.clock import Clock, ManualClock
 from server.config import Settings
 from server.store.base import Store
 
 
-def auth_services(store: Store, clock: ManualClock, settings: Settings) -> AuthServices:
+def auth_services(store: Store, clock: Clock, settings: Settings) -> AuthServices:
     return AuthServices.build(store, clock, settings, AuditLog(store, clock))
 
 
@@ -43,7 +43,7 @@ def totp_at(secret: str, when: float) -> str:
 
 
 async def create_staff(
-    store: Store, clock: ManualClock, settings: Settings, *, email: str, role: str, password: str,
+    store: Store, clock: Clock, settings: Settings, *, email: str, role: str, password: str,
     display_name: str = "Staff member",
 ) -> tuple[str, str]:
     """An enrolled, active account; returns (account_id, base32 TOTP secret)."""
