@@ -48,3 +48,6 @@ def register_admin_commands(sub: Any, commands: dict[str, Command]) -> None:
     from .cli_users import register_user_commands
 
     register_user_commands(sub, commands)
+    from .cli_recordings import register_recording_commands
+
+    register_recording_commands(sub, commands)
