@@ -81,3 +81,26 @@ async def test_a_code_is_accepted_once_replay_is_refused(
     ok = await client.post("/api/login/mfa", json={"code": totp_at(secret, clock.now())}, headers=headers)
     assert ok.status == 200
     assert (await client.get("/api/me")).status == 200
+
+
+async def test_one_link_two_tabs_finishing_at_once_enrol_exactly_once(
+    settings: Settings, store: Store, clock: ManualClock
+) -> None:
+    import asyncio
+
+    from server.errors import Gone
+    from tests.auth_helpers import auth_services
+
+    auth = auth_services(store, clock, settings)
+    token = await auth.enrolment.issue_setup_link_if_needed()
+    assert token is not None
+    tabs = [await auth.enrolment.start(token) for _ in range(2)]
+    results = await asyncio.gather(*(
+        auth.enrolment.finish(tab.enrolment_id, tab.binding, password=PASSWORD,
+                              code=totp_at(tab.totp_secret, clock.now()), email=f"a{i}@example.test",
+                              display_name="Admin")
+        for i, tab in enumerate(tabs)
+    ), return_exceptions=True)
+    assert sum(isinstance(r, Gone) for r in results) == 1
+    assert len(await auth.accounts.list()) == 1
+    assert await auth.enrolment.issue_setup_link_if_needed() is None  # an admin exists now
