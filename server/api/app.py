@@ -19,6 +19,7 @@ from .consultation_routes import setup_consultations
 from .keys import AUDIT, CLOCK, CSP_VIOLATIONS, SETTINGS, STORE
 from .middleware import add_security_headers, request_context
 from .pages import setup_pages
+from .recording_routes import setup_recordings
 from .system_routes import routes as system_routes
 
 MAX_REQUEST_BYTES = 1024 * 1024
@@ -55,4 +56,5 @@ def create_app(
     setup_pages(app)
     setup_auth(app)
     setup_consultations(app)
+    setup_recordings(app)
     return app
