@@ -29,8 +29,16 @@ def _page(filename: str) -> Callable[[web.Request], Awaitable[web.StreamResponse
     return handler
 
 
+async def _favicon(request: web.Request) -> web.StreamResponse:
+    path = WEB_DIR / "favicon.svg"
+    if not path.is_file():
+        raise web.HTTPNotFound()
+    return web.FileResponse(path, headers={"Content-Type": "image/svg+xml"})
+
+
 def setup_pages(app: web.Application) -> None:
     for url, filename in PAGES.items():
         app.router.add_get(url, _page(filename))
+    app.router.add_get("/favicon.ico", _favicon)
     if WEB_DIR.is_dir():
         app.router.add_static("/static/", WEB_DIR, follow_symlinks=False, show_index=False)

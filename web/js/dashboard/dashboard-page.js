@@ -44,6 +44,8 @@ async function guarded(fn) {
 // -- list ---------------------------------------------------------------------------------
 
 async function showList() {
+  app.current = null;
+  history.replaceState(null, '', '/');
   app.state = 'list';
   document.body.dataset.state = 'list';
   $('view-consultation').hidden = true;
@@ -270,8 +272,6 @@ function stopCall() {
     for (const tr of session.local.stream ? session.local.stream.getTracks() : []) tr.stop();
   }
   if (app.view) { app.view.destroy(); app.view = null; }
-  app.current = null;
-  history.replaceState(null, '', '/');
 }
 
 // -- idle timeout: wipe the page, then /login ---------------------------------------------

@@ -1,0 +1,133 @@
+"""The whole journey in real Chromium against the real server, in English and in French:
+an administrator adds a doctor (CLI), the doctor enrols and logs in, creates a consultation and
+copies the patient link; the patient passes the device check and waits; the doctor admits;
+both see each other; the patient mutes; the doctor shares a screen; the patient reloads and is
+back without a new link; the doctor ends the consultation for everyone."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import sync_playwright
+
+from tests.browser_helpers import (
+    VIDEO_ALIVE,
+    PageWatch,
+    chromium,
+    create_doctor,
+    dictionary,
+    enrol_and_login,
+    screenshot,
+    wait_frames_grow,
+    wait_js,
+)
+from tests.server_process import running_server, server_env
+
+pytestmark = pytest.mark.browser
+
+REMOTE_CAMERA = ".tile[data-kind='camera'] video"
+REMOTE_SCREEN = ".tile[data-kind='screen'] video"
+
+
+@pytest.mark.parametrize(
+    ("locale", "lang", "patient_viewport"),
+    [("en-GB", "en", {"width": 390, "height": 844}), ("fr-FR", "fr", {"width": 1280, "height": 800})],
+)
+def test_whole_journey(tmp_path: Path, locale: str, lang: str, patient_viewport: dict[str, int]) -> None:
+    words = dictionary(lang)
+    size = f"{patient_viewport['width']}x{patient_viewport['height']}"
+    with running_server(tmp_path) as server, sync_playwright() as pw:
+        base = server.base_url
+        token = create_doctor(server_env(tmp_path), "dr.martin@example.test", "Dr Martin")
+        browser = chromium(pw)
+        try:
+            doctor_ctx = browser.new_context(locale=locale, viewport={"width": 1280, "height": 800})
+            doctor = doctor_ctx.new_page()
+            doctor_watch = PageWatch(doctor, "doctor")
+            enrol_and_login(doctor, base, token, "dr.martin@example.test", "correct horse battery staple 42")
+
+            # Dashboard: new consultation, patient link.
+            doctor.goto(f"{base}/")
+            doctor.wait_for_selector("#new-form")
+            assert doctor.inner_text("#list-title") == words["dash.title"]
+            doctor.fill("#new-label", "Follow-up 14:00")
+            doctor.click("#new-create")
+            wait_js(doctor, "window.teleconsult.state === 'in-call'", "doctor in the call")
+            doctor.click("#new-link")
+            doctor.wait_for_selector("#link-box:not([hidden])")
+            link = doctor.input_value("#link")
+            assert "/join#" in link
+            doctor.click("#copy-link")
+            assert doctor.inner_text("#copy-link") == words["dash.copied"]
+
+            # Patient: the token leaves the address bar at once; device check first.
+            patient_ctx = browser.new_context(locale=locale, viewport=patient_viewport,
+                                              is_mobile=patient_viewport["width"] < 500,
+                                              has_touch=patient_viewport["width"] < 500)
+            patient = patient_ctx.new_page()
+            patient_watch = PageWatch(patient, "patient")
+            patient.goto(link.replace("https://", "http://"))
+            wait_js(patient, "document.body.dataset.state === 'device-check'", "device check")
+            assert "#" not in patient.url
+            wait_js(patient, "document.getElementById('preview').videoWidth > 0", "camera preview")
+            wait_js(patient, "window.teleconsult.micLevel > 0.05", "microphone level meter moving")
+            assert patient.inner_text("#dc-title") == words["join.deviceCheck.title"]
+            assert patient.inner_text("#join-submit") == words["join.submit"]
+            assert patient.eval_on_selector("#dc-camera", "s => s.options.length") >= 1
+            screenshot(patient, f"join-{size}-{lang}")
+            patient.fill("#display-name", "Alice Patient")
+            patient.click("#join-submit")
+            wait_js(patient, "window.teleconsult.state === 'waiting'", "waiting room")
+            assert patient.inner_text("#waiting-title") == words["join.waiting.title"]
+            assert patient.inner_text("#screen-waiting p") == words["join.waiting.text"]
+            screenshot(patient, f"waiting-{size}-{lang}")
+
+            # Doctor: arrival cue (beep + highlighted entry), admit.
+            doctor.wait_for_selector("#lobby li.new .who")
+            assert doctor.inner_text("#lobby li .who") == "Alice Patient"
+            wait_js(doctor, "window.teleconsult.beeps >= 1", "arrival beep")
+            doctor.click("#lobby li button.admit")
+
+            # Both see each other.
+            wait_js(patient, "window.teleconsult.state === 'in-call'", "patient in the call")
+            wait_js(patient, VIDEO_ALIVE, "patient sees the doctor", arg=[REMOTE_CAMERA, 10])
+            wait_js(doctor, VIDEO_ALIVE, "doctor sees the patient", arg=[REMOTE_CAMERA, 10])
+            wait_frames_grow(patient, "patient decodes frames")
+            wait_frames_grow(doctor, "doctor decodes frames")
+            assert doctor.inner_text(".tile[data-kind='camera'] .tile-name") == "Alice Patient"
+            screenshot(patient, f"call-{size}-{lang}")
+            screenshot(doctor, f"doctor-call-1280x800-{lang}")
+
+            # The patient mutes: the doctor's page shows it.
+            patient.click("#btn-mic")
+            assert patient.get_attribute("#btn-mic", "aria-label") == words["call.unmute"]
+            wait_js(doctor, "document.querySelector(\".tile[data-kind='camera']\").dataset.audioMuted === 'true'",
+                    "doctor sees the patient muted")
+            assert doctor.is_visible(".tile[data-kind='camera'] .mic-off")
+
+            # The doctor shares a screen: the patient sees a second video.
+            doctor.click("#btn-screen")
+            wait_js(patient, VIDEO_ALIVE, "patient sees the screen share", arg=[REMOTE_SCREEN, 5], timeout_s=25)
+            assert patient.eval_on_selector_all(".tile:not(.self) video", "vs => vs.length") == 2
+            screenshot(patient, f"call-screen-{size}-{lang}")
+
+            # The patient reloads: back in the call without a new link.
+            patient.reload()
+            wait_js(patient, "window.teleconsult.state === 'in-call'", "patient back after reload", timeout_s=25)
+            wait_js(patient, VIDEO_ALIVE, "patient sees the doctor again", arg=[REMOTE_CAMERA, 5], timeout_s=25)
+
+            # The doctor ends the consultation for everyone.
+            doctor.click("#btn-end-all")
+            wait_js(patient, "window.teleconsult.state === 'ended'", "patient end screen")
+            assert patient.inner_text("#end-title") == words["join.ended.title"]
+            screenshot(patient, f"ended-{size}-{lang}")
+
+            doctor_watch.assert_clean()
+            patient_watch.assert_clean()
+        except BaseException:
+            for watch in [w for w in (locals().get("doctor_watch"), locals().get("patient_watch")) if w]:
+                print(watch.name, "console:", *watch.log[-30:], sep="\n  ")
+            raise
+        finally:
+            browser.close()
