@@ -1,0 +1,181 @@
+"""The media half of a Python participant: one RTCPeerConnection that makes ONE complete offer
+(audio + video, sendrecv) at start and then answers every server offer (DESIGN D3b).
+
+It talks through a `send` coroutine and `handle(message)`, so the same peer works over the
+consultation WebSocket (server/client/participant.py) or any channel that carries the media
+messages of server/signalling/media.py (e.g. bench/transcoding_relay.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+from server.sfu import aiortc_hook
+
+from .media import (
+    CountingSilenceTrack,
+    GeneratedVideoTrack,
+    PreEncodedTrack,
+    PreparedMedia,
+    SendLog,
+)
+from .receiving import ReceivedStats
+
+log = logging.getLogger("teleconsult.client")
+
+Send = Callable[[Mapping[str, Any]], Awaitable[None]]
+SentTrack = PreEncodedTrack | GeneratedVideoTrack | CountingSilenceTrack
+
+
+@dataclass(frozen=True)
+class MediaOptions:
+    """`prepared`: publish pre-encoded packets (else generated frames that aiortc encodes);
+    `decode`: decode what arrives (else count encoded frames only)."""
+
+    prepared: PreparedMedia | None = None
+    decode: bool = False
+    send_log: SendLog | None = None
+    fps: int = 30
+
+
+def ice_configuration(ice_servers: list[Mapping[str, Any]] | None) -> RTCConfiguration:
+    servers = [
+        RTCIceServer(urls=s["urls"], username=s.get("username"), credential=s.get("credential"))
+        for s in ice_servers or [] if isinstance(s, Mapping) and "urls" in s
+    ]
+    return RTCConfiguration(iceServers=servers)  # never None: aiortc would add Google's STUN
+
+
+class MediaPeer:
+    """One participant's peer connection, its sent tracks and its receive statistics."""
+
+    def __init__(self, name: str, options: MediaOptions, ice_servers: list[Mapping[str, Any]] | None = None
+                 ) -> None:
+        self.name = name
+        self.options = options
+        self.pc = RTCPeerConnection(ice_configuration(ice_servers))
+        self.sent: dict[str, SentTrack] = {}
+        self.received: dict[tuple[str, str], ReceivedStats] = {}
+        self.mid_map: dict[str, Mapping[str, Any]] = {}
+        self.errors: list[BaseException] = []
+        self.connected_at: float | None = None
+        self.first_frame_at: float | None = None
+        self.offers_answered = 0
+        self._send: Send | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._seen_tracks: set[int] = set()
+        self._connected = asyncio.Event()
+        self._closed = False
+        if not options.decode:
+            aiortc_hook.install()
+
+        @self.pc.on("track")
+        def on_track(track: MediaStreamTrack) -> None:
+            if id(track) in self._seen_tracks:
+                return
+            self._seen_tracks.add(id(track))
+            if not self.options.decode:
+                aiortc_hook.mark_encoded(track)
+            mid = next((t.mid for t in self.pc.getTransceivers() if t.receiver.track is track), None)
+            self._tasks.append(asyncio.ensure_future(self._read(track, mid)))
+
+        @self.pc.on("connectionstatechange")
+        def on_state() -> None:
+            if self.pc.connectionState == "connected" and self.connected_at is None:
+                self.connected_at = time.monotonic()
+                self._connected.set()
+
+    # -- sending --------------------------------------------------------------------------
+
+    def _make_tracks(self) -> None:
+        prepared, log_ = self.options.prepared, self.options.send_log
+        if prepared is not None:
+            self.sent["audio"] = PreEncodedTrack("audio", prepared, publisher=self.name)
+            self.sent["video"] = PreEncodedTrack("video", prepared, send_log=log_, publisher=self.name)
+        else:
+            self.sent["audio"] = CountingSilenceTrack()
+            self.sent["video"] = GeneratedVideoTrack(self.options.fps)
+
+    async def start(self, send: Send) -> None:
+        """Add audio then video (sendrecv) and send the one offer of this connection."""
+        self._send = send
+        self._make_tracks()
+        for kind in ("audio", "video"):
+            track = self.sent[kind]
+            sender = self.pc.addTrack(track)
+            if isinstance(track, PreEncodedTrack) and kind == "video":
+                # in pack mode aiortc ignores PLIs: the track itself jumps to a keyframe
+                aiortc_hook.forward_keyframe_requests(sender, track.request_keyframe)
+        await self.pc.setLocalDescription(await self.pc.createOffer())
+        await send({"v": 1, "type": "offer", "sdp": self.pc.localDescription.sdp})
+
+    async def resend_offer(self) -> None:
+        """Send the same offer again (the server refused it before it could apply it)."""
+        if self._send is not None and self.pc.localDescription is not None \
+                and self.pc.signalingState == "have-local-offer":
+            await self._send({"v": 1, "type": "offer", "sdp": self.pc.localDescription.sdp})
+
+    # -- signalling -----------------------------------------------------------------------
+
+    async def handle(self, message: Mapping[str, Any]) -> None:
+        kind = message.get("type")
+        for track in message.get("tracks", []) if kind in ("offer", "answer") else []:
+            if isinstance(track, Mapping) and "mid" in track:
+                self.mid_map[str(track["mid"])] = track
+        if kind == "answer":
+            await self.pc.setRemoteDescription(RTCSessionDescription(str(message["sdp"]), "answer"))
+        elif kind == "offer":
+            await self.pc.setRemoteDescription(RTCSessionDescription(str(message["sdp"]), "offer"))
+            await self.pc.setLocalDescription(await self.pc.createAnswer())
+            assert self._send is not None
+            await self._send({"v": 1, "type": "answer", "sdp": self.pc.localDescription.sdp})
+            self.offers_answered += 1
+
+    # -- receiving ------------------------------------------------------------------------
+
+    def _stats_for(self, mid: str | None, kind: str) -> ReceivedStats:
+        described = self.mid_map.get(mid or "", {})
+        key = (str(described.get("participant_id", "?")), str(described.get("kind", kind)))
+        stats = self.received.get(key)
+        if stats is None:
+            stats = self.received[key] = ReceivedStats(*key)
+        return stats
+
+    async def _read(self, track: MediaStreamTrack, mid: str | None) -> None:
+        send_log = self.options.send_log
+        with contextlib.suppress(MediaStreamError):
+            while True:
+                item = await track.recv()
+                if self.first_frame_at is None and track.kind == "video":
+                    self.first_frame_at = time.monotonic()
+                self._stats_for(mid, track.kind).add(item, send_log)
+
+    def stats_from(self, publisher: str, label: str) -> ReceivedStats | None:
+        return self.received.get((publisher, label))
+
+    def frames_from(self, publisher: str, label: str) -> int:
+        stats = self.received.get((publisher, label))
+        return stats.frames if stats is not None else 0
+
+    async def wait_connected(self, timeout_s: float) -> None:
+        await asyncio.wait_for(self._connected.wait(), timeout_s)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await self.pc.close()
