@@ -161,9 +161,26 @@ def build_recording_services(app: web.Application) -> RecordingServices:
         recordings_dir=settings.recordings_dir)
 
 
+def _wrap_media(app: web.Application, services: RecordingServices) -> None:
+    """Put recording consent in front of the hub's media gateway (signalling/recording.py)."""
+    from ..signalling.recording import recording_gateway
+    from .consultation_routes import HUB
+
+    hub = app[HUB]
+    settings = app[SETTINGS]
+    hub.media = recording_gateway(
+        hub.media, store=app[STORE], keys=services.keys, evidence=services.evidence,
+        recordings_dir=settings.recordings_dir, clock=app[CLOCK],
+        text_version=settings.consent_text_version)
+
+
 def setup_recordings(app: web.Application) -> None:
+    """After setup_consultations (its hub's media gateway gets the recording layer)."""
+
     async def recordings_ctx(app: web.Application) -> AsyncIterator[None]:
-        app[RECORDINGS] = build_recording_services(app)
+        services = build_recording_services(app)
+        app[RECORDINGS] = services
+        _wrap_media(app, services)
         yield
 
     app.cleanup_ctx.append(recordings_ctx)

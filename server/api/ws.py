@@ -17,6 +17,7 @@ from ..rooms.models import Participant
 from ..signalling.connection import CLOSE_UNAUTHENTICATED, SignallingConnection
 from ..signalling.envelope import MAX_MESSAGE_BYTES, error_message
 from ..signalling.media import MEDIA_MESSAGE_TYPES
+from ..signalling.recording import RECORDING_MESSAGE_TYPES
 from .auth_context import StaffPrincipal, require_staff
 from .consultation_routes import HUB
 from .keys import CLOCK, SETTINGS
@@ -70,7 +71,7 @@ async def consultation_ws(request: web.Request) -> web.StreamResponse:
         participant=participant,
         staff_session_ref=principal.session_id_hash if principal is not None else None,
         host_display_name=principal.display_name if principal is not None else "",
-        media_types=MEDIA_MESSAGE_TYPES,
+        media_types=MEDIA_MESSAGE_TYPES | RECORDING_MESSAGE_TYPES,
     )
     log.info("websocket opened for consultation %s", cid)
     try:
