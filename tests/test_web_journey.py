@@ -59,7 +59,8 @@ def test_whole_journey(tmp_path: Path, locale: str, lang: str, patient_viewport:
             link = doctor.input_value("#link")
             assert "/join#" in link
             doctor.click("#copy-link")
-            assert doctor.inner_text("#copy-link") == words["dash.copied"]
+            wait_js(doctor, "(want) => document.getElementById('copy-link').textContent === want",
+                    "the copied confirmation", arg=words["dash.copied"])
 
             # Patient: the token leaves the address bar at once; device check first.
             patient_ctx = browser.new_context(locale=locale, viewport=patient_viewport,

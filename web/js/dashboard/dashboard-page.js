@@ -216,7 +216,7 @@ function setLobby(waiting, cue = true) {
   count.hidden = waiting.length === 0;
   count.textContent = String(waiting.length);
   document.title = waiting.length ? `(${waiting.length}) ${t('dash.title')}` : t('dash.title');
-  if (arrived && cue) beep();
+  if (arrived && cue) { beep(); if (app.current) refreshInvites(); }
 }
 
 async function decide(pid, verb) {
