@@ -70,6 +70,7 @@ class MediaPeer:
         self.connected_at: float | None = None
         self.first_frame_at: float | None = None
         self.offers_answered = 0
+        self.default_publisher = "?"  # who sends on mids the server did not describe
         self._send: Send | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._seen_tracks: set[int] = set()
@@ -107,6 +108,12 @@ class MediaPeer:
 
     async def start(self, send: Send) -> None:
         """Add audio then video (sendrecv) and send the one offer of this connection."""
+        self.add_tracks(send)
+        await self.pc.setLocalDescription(await self.pc.createOffer())
+        await send({"v": 1, "type": "offer", "sdp": self.pc.localDescription.sdp})
+
+    def add_tracks(self, send: Send) -> None:
+        """Publish audio and video without offering (for a peer that answers a direct offer)."""
         self._send = send
         self._make_tracks()
         for kind in ("audio", "video"):
@@ -115,8 +122,6 @@ class MediaPeer:
             if isinstance(track, PreEncodedTrack) and kind == "video":
                 # in pack mode aiortc ignores PLIs: the track itself jumps to a keyframe
                 aiortc_hook.forward_keyframe_requests(sender, track.request_keyframe)
-        await self.pc.setLocalDescription(await self.pc.createOffer())
-        await send({"v": 1, "type": "offer", "sdp": self.pc.localDescription.sdp})
 
     async def resend_offer(self) -> None:
         """Send the same offer again (the server refused it before it could apply it)."""
@@ -144,7 +149,7 @@ class MediaPeer:
 
     def _stats_for(self, mid: str | None, kind: str) -> ReceivedStats:
         described = self.mid_map.get(mid or "", {})
-        key = (str(described.get("participant_id", "?")), str(described.get("kind", kind)))
+        key = (str(described.get("participant_id", self.default_publisher)), str(described.get("kind", kind)))
         stats = self.received.get(key)
         if stats is None:
             stats = self.received[key] = ReceivedStats(*key)

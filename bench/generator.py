@@ -1,0 +1,224 @@
+"""The load generator process: N concurrent consultations of `party` Python participants, each
+publishing pre-encoded 640x480 VP8 30 fps + Opus, counting what arrives (no decoding).
+
+    python -m bench.generator --mode sfu --base-url URL --server-pid PID -n 4 --party 2
+    (staff credentials in BENCH_STAFF_EMAIL / BENCH_STAFF_PASSWORD / BENCH_STAFF_TOTP)
+
+Modes: `sfu` joins through the real API (host doctor with a room token auto-admits the patients);
+`relay` talks to bench/transcoding_relay.py (2-party only); `direct` connects pairs peer to
+peer in this process (no server: the delay of the client pipeline alone).
+After every participant receives video from every other and a warm-up, it measures a window:
+server CPU (utime+stime of --server-pid), its own CPU, delivered ratios and one-way delay, and
+prints one line `RESULT {json}`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+
+from bench.common import cpu_seconds
+from server.client.api import ApiClient, token_from_link
+from server.client.media import PreparedMedia, SendLog
+from server.client.participant import ConsultationClient
+from server.client.peer import MediaOptions, MediaPeer
+from server.client.receiving import percentile
+from server.sfu import aiortc_hook
+
+
+@dataclass
+class Group:
+    """One consultation's participants (their MediaPeers and publisher ids)."""
+
+    peers: list[MediaPeer] = field(default_factory=list)
+    ids: list[str] = field(default_factory=list)
+    closers: list[Any] = field(default_factory=list)
+
+
+async def sfu_group(index: int, party: int, base_url: str, staff: ApiClient, options: MediaOptions
+                    ) -> Group:
+    cid = await staff.create_consultation(label=f"bench {index}", max_participants=max(2, party))
+    group = Group()
+    patients: list[ConsultationClient] = []
+    for j in range(party - 1):
+        api = await ApiClient.open(base_url)
+        group.closers.append(api)
+        await api.join(token_from_link(await staff.invite(cid)), f"P{j}")
+        client = ConsultationClient(api, cid, MediaPeer(f"c{index}-p{j}", options))
+        await client.connect()
+        patients.append(client)
+    host = ConsultationClient(staff, cid, MediaPeer(f"c{index}-host", options),
+                              room_token=await staff.room_token(cid), auto_admit=True)
+    await host.connect()
+    for client in (host, *patients):
+        await client.wait_in_call(20)
+        group.peers.append(client.media)
+        group.ids.append(client.participant_id)
+        group.closers.insert(0, client)
+    return group
+
+
+async def relay_group(index: int, base_url: str, session: aiohttp.ClientSession, options: MediaOptions
+                      ) -> Group:
+    group = Group()
+    for j in range(2):
+        name = f"c{index}-r{j}"
+        peer = MediaPeer(name, options)
+        ws = await session.ws_connect(f"{base_url}/relay/room{index}/ws")
+        await ws.send_json({"type": "join", "name": name, "peer": f"c{index}-r{1 - j}"})
+
+        async def send(message: Mapping[str, Any], ws: aiohttp.ClientWebSocketResponse = ws) -> None:
+            await ws.send_json(dict(message))
+
+        async def pump(ws: aiohttp.ClientWebSocketResponse = ws, peer: MediaPeer = peer) -> None:
+            async for msg in ws:
+                if msg.type is aiohttp.WSMsgType.TEXT:
+                    await peer.handle(json.loads(msg.data))
+
+        task = asyncio.ensure_future(pump())
+        await peer.start(send)
+        group.peers.append(peer)
+        group.ids.append(name)
+        group.closers += [peer, ws, task]
+    return group
+
+
+async def direct_group(index: int, options: MediaOptions) -> Group:
+    a, b = MediaPeer(f"c{index}-a", options), MediaPeer(f"c{index}-b", options)
+    a.default_publisher, b.default_publisher = b.name, a.name
+
+    async def to_b(message: Mapping[str, Any]) -> None:
+        await b.handle(message)
+
+    async def to_a(message: Mapping[str, Any]) -> None:
+        await a.handle(message)
+
+    b.add_tracks(to_a)
+    await a.start(to_b)
+    return Group([a, b], [a.name, b.name], [a, b])
+
+
+def all_flowing(groups: list[Group]) -> bool:
+    return all(rx.frames_from(pid, "video") > 0 and rx.frames_from(pid, "audio") > 0
+               for g in groups for i, rx in enumerate(g.peers) for k, pid in enumerate(g.ids) if k != i)
+
+
+def measure(groups: list[Group], send_log: SendLog, start: float, end: float, exact: bool) -> dict[str, Any]:
+    sent_v = got_v = sent_a = got_a = seq_sent = seq_got = 0
+    delays: list[float] = []
+    for g in groups:
+        for tx, tx_id in zip(g.peers, g.ids, strict=True):
+            for rx in g.peers:
+                if rx is tx:
+                    continue
+                video, audio = rx.stats_from(tx_id, "video"), rx.stats_from(tx_id, "audio")
+                sent_v += sum(1 for t in tx.sent["video"].sent_times if start <= t < end)
+                sent_a += sum(1 for t in tx.sent["audio"].sent_times if start <= t < end)
+                got_v += video.frames_between(start, end) if video else 0
+                got_a += audio.frames_between(start, end) if audio else 0
+                if exact:
+                    seqs = send_log.seqs_between(tx.name, start, end - 0.5)
+                    seq_sent += len(seqs)
+                    seq_got += len(seqs & video.seqs) if video else 0
+                    delays += video.delays_between(start, end) if video else []
+    return {
+        "video_sent": sent_v, "video_received": got_v,
+        "video_ratio": seq_got / seq_sent if exact and seq_sent else (got_v / sent_v if sent_v else 0.0),
+        "video_ratio_counts": got_v / sent_v if sent_v else 0.0,
+        "audio_ratio": got_a / sent_a if sent_a else 0.0,
+        "delay_p50_ms": percentile(delays, 50) * 1000, "delay_p95_ms": percentile(delays, 95) * 1000,
+        "delay_samples": len(delays),
+    }
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    aiortc_hook.restrict_host_addresses(["127.0.0.1"])
+    send_log = SendLog()
+    options = MediaOptions(prepared=PreparedMedia.build(seconds=2.0), send_log=send_log)
+    groups: list[Group] = []
+    extra_closers: list[Any] = []
+    setup_start = time.monotonic()
+    gate = asyncio.Semaphore(4)
+    try:
+        if args.mode == "sfu":
+            staff = await ApiClient.open(args.base_url)
+            extra_closers.append(staff)
+            await staff.login_staff(os.environ["BENCH_STAFF_EMAIL"], os.environ["BENCH_STAFF_PASSWORD"],
+                                    os.environ["BENCH_STAFF_TOTP"])
+
+            async def make(i: int) -> Group:
+                async with gate:
+                    return await sfu_group(i, args.party, args.base_url, staff, options)
+        elif args.mode == "relay":
+            session = aiohttp.ClientSession()
+            extra_closers.append(session)
+
+            async def make(i: int) -> Group:
+                async with gate:
+                    return await relay_group(i, args.base_url, session, options)
+        else:
+            async def make(i: int) -> Group:
+                async with gate:
+                    return await direct_group(i, options)
+        groups = list(await asyncio.gather(*(make(i) for i in range(args.consultations))))
+        deadline = time.monotonic() + args.connect_timeout
+        while not all_flowing(groups):
+            if time.monotonic() > deadline:
+                raise TimeoutError("media did not flow between every pair in time")
+            await asyncio.sleep(0.1)  # poll of a bounded wait
+        setup_s = time.monotonic() - setup_start
+        await asyncio.sleep(args.warmup)  # warm-up before the measured window
+        pid = args.server_pid
+        server_cpu0, own_cpu0, start = cpu_seconds(pid) if pid else 0.0, time.process_time(), time.monotonic()
+        await asyncio.sleep(args.duration)  # the measured window
+        server_cpu1, own_cpu1, end = cpu_seconds(pid) if pid else 0.0, time.process_time(), time.monotonic()
+        window = end - start
+        result = {
+            "mode": args.mode, "consultations": args.consultations, "party": args.party,
+            "participants": sum(len(g.peers) for g in groups), "window_s": window, "setup_s": setup_s,
+            "server_cores": (server_cpu1 - server_cpu0) / window,
+            "generator_cores": (own_cpu1 - own_cpu0) / window,
+            **measure(groups, send_log, start, end, exact=args.mode != "relay"),
+            "errors": sum(len(p.errors) for g in groups for p in g.peers),
+        }
+        return result
+    finally:
+        for g in groups:
+            for closer in g.closers:
+                try:
+                    if isinstance(closer, asyncio.Task):
+                        closer.cancel()
+                    else:
+                        await asyncio.wait_for(closer.close(), 10)
+                except Exception as exc:  # teardown must go on
+                    print(f"teardown: {exc!r}", file=sys.stderr)
+        for closer in extra_closers:
+            await closer.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--mode", choices=("sfu", "relay", "direct"), default="sfu")
+    parser.add_argument("--base-url", default="")
+    parser.add_argument("--server-pid", type=int, default=0)
+    parser.add_argument("-n", "--consultations", type=int, default=2)
+    parser.add_argument("--party", type=int, default=2)
+    parser.add_argument("--warmup", type=float, default=3.0)
+    parser.add_argument("--duration", type=float, default=10.0)
+    parser.add_argument("--connect-timeout", type=float, default=60.0)
+    args = parser.parse_args()
+    result = asyncio.run(run(args))
+    print("RESULT " + json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    main()
