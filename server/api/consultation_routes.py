@@ -10,6 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
+from ..auth.totp import qr_svg
 from ..errors import InvalidInput
 from ..rooms.consultations import ConsultationService
 from ..rooms.invites import InviteService
@@ -96,7 +97,8 @@ async def create_invite(request: web.Request) -> web.Response:
     body = await read_json(request)
     issued = await hub.services.invites.issue(consultation, body.get("role"), actor)
     return web.json_response(
-        {"invite_id": issued.invite.invite_id, "link": issued.link, "expires_at": issued.invite.expires_at},
+        {"invite_id": issued.invite.invite_id, "link": issued.link, "expires_at": issued.invite.expires_at,
+         "qr_svg": qr_svg(issued.link)},
         status=201,
     )
 
