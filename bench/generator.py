@@ -42,23 +42,26 @@ class Group:
     peers: list[MediaPeer] = field(default_factory=list)
     ids: list[str] = field(default_factory=list)
     closers: list[Any] = field(default_factory=list)
+    cid: str = ""
 
 
-async def sfu_group(index: int, party: int, base_url: str, staff: ApiClient, options: MediaOptions
-                    ) -> Group:
+async def sfu_group(index: int, party: int, base_url: str, staff: ApiClient, options: MediaOptions,
+                    hosts: list[ConsultationClient], everyone: list[ConsultationClient]) -> Group:
     cid = await staff.create_consultation(label=f"bench {index}", max_participants=max(2, party))
-    group = Group()
+    group = Group(cid=cid)
     patients: list[ConsultationClient] = []
     for j in range(party - 1):
         api = await ApiClient.open(base_url)
         group.closers.append(api)
         await api.join(token_from_link(await staff.invite(cid)), f"P{j}")
-        client = ConsultationClient(api, cid, MediaPeer(f"c{index}-p{j}", options))
+        client = ConsultationClient(api, cid, MediaPeer(f"c{index}-p{j}", options), auto_consent=True)
         await client.connect()
         patients.append(client)
     host = ConsultationClient(staff, cid, MediaPeer(f"c{index}-host", options),
                               room_token=await staff.room_token(cid), auto_admit=True)
     await host.connect()
+    hosts.append(host)
+    everyone += [host, *patients]
     for client in (host, *patients):
         await client.wait_in_call(20)
         group.peers.append(client.media)
@@ -107,6 +110,17 @@ async def direct_group(index: int, options: MediaOptions) -> Group:
     return Group([a, b], [a.name, b.name], [a, b])
 
 
+async def close_group(group: Group) -> None:
+    for closer in group.closers:
+        try:
+            if isinstance(closer, asyncio.Task):
+                closer.cancel()
+            else:
+                await asyncio.wait_for(closer.close(), 10)
+        except Exception as exc:  # teardown must go on
+            print(f"teardown: {exc!r}", file=sys.stderr)
+
+
 def all_flowing(groups: list[Group]) -> bool:
     return all(rx.frames_from(pid, "video") > 0 and rx.frames_from(pid, "audio") > 0
                for g in groups for i, rx in enumerate(g.peers) for k, pid in enumerate(g.ids) if k != i)
@@ -148,6 +162,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     extra_closers: list[Any] = []
     setup_start = time.monotonic()
     gate = asyncio.Semaphore(4)
+    hosts: list[ConsultationClient] = []
+    everyone: list[ConsultationClient] = []
     try:
         if args.mode == "sfu":
             staff = await ApiClient.open(args.base_url)
@@ -157,7 +173,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
             async def make(i: int) -> Group:
                 async with gate:
-                    return await sfu_group(i, args.party, args.base_url, staff, options)
+                    return await sfu_group(i, args.party, args.base_url, staff, options, hosts, everyone)
         elif args.mode == "relay":
             session = aiohttp.ClientSession()
             extra_closers.append(session)
@@ -175,6 +191,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             if time.monotonic() > deadline:
                 raise TimeoutError("media did not flow between every pair in time")
             await asyncio.sleep(0.1)  # poll of a bounded wait
+        if args.record:
+            for host in hosts:
+                await host.request_recording()
+            while not all(c.recording_state == "recording" for c in everyone):
+                if time.monotonic() > deadline:
+                    raise TimeoutError("recording did not start everywhere in time")
+                await asyncio.sleep(0.1)  # poll of a bounded wait
         setup_s = time.monotonic() - setup_start
         await asyncio.sleep(args.warmup)  # warm-up before the measured window
         pid = args.server_pid
@@ -189,18 +212,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "generator_cores": (own_cpu1 - own_cpu0) / window,
             **measure(groups, send_log, start, end, exact=args.mode != "relay"),
             "errors": sum(len(p.errors) for g in groups for p in g.peers),
+            "recorded": bool(args.record),
         }
         return result
     finally:
         for g in groups:
-            for closer in g.closers:
-                try:
-                    if isinstance(closer, asyncio.Task):
-                        closer.cancel()
-                    else:
-                        await asyncio.wait_for(closer.close(), 10)
-                except Exception as exc:  # teardown must go on
-                    print(f"teardown: {exc!r}", file=sys.stderr)
+            await close_group(g)
         for closer in extra_closers:
             await closer.close()
 
@@ -214,6 +231,7 @@ def main() -> None:
     parser.add_argument("--party", type=int, default=2)
     parser.add_argument("--warmup", type=float, default=3.0)
     parser.add_argument("--duration", type=float, default=10.0)
+    parser.add_argument("--record", action="store_true", help="sfu: record every consultation")
     parser.add_argument("--connect-timeout", type=float, default=60.0)
     args = parser.parse_args()
     result = asyncio.run(run(args))

@@ -25,11 +25,11 @@ from server.client.provision import provision_doctor
 
 
 def run_generator(child: Child, mode: str, n: int, party: int, warmup: float, duration: float,
-                  env_extra: dict[str, str]) -> dict[str, Any]:
+                  env_extra: dict[str, str], extra_args: tuple[str, ...] = ()) -> dict[str, Any]:
     env = {**os.environ, **env_extra}
     cmd = [sys.executable, "-m", "bench.generator", "--mode", mode, "--base-url", child.base_url,
            "--server-pid", str(child.pid), "-n", str(n), "--party", str(party),
-           "--warmup", str(warmup), "--duration", str(duration)]
+           "--warmup", str(warmup), "--duration", str(duration), *extra_args]
     done = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True,
                           timeout=120 + n * party * 5 + warmup + duration, check=False)
     for line in done.stdout.splitlines():

@@ -9,6 +9,7 @@ the participant is in the call and answers the server's offers.
     await patient.connect()
     await patient.media.wait_connected(10)
 
+`auto_consent=True` answers every recording consent prompt with yes (for the benchmarks).
 Timeline (time.monotonic()) of each step is kept in `timeline` for the benchmarks.
 """
 
@@ -38,12 +39,14 @@ MAX_OFFER_RETRIES = 20
 
 class ConsultationClient:
     def __init__(self, api: ApiClient, cid: str, media: MediaPeer, *, room_token: str | None = None,
-                 auto_admit: bool = False) -> None:
+                 auto_admit: bool = False, auto_consent: bool = False) -> None:
         self.api = api
         self.cid = cid
         self.media = media
         self.room_token = room_token
         self.auto_admit = auto_admit
+        self.auto_consent = auto_consent
+        self.recording_state = "off"
         self.participant_id = ""
         self.role = ""
         self.state = "connecting"
@@ -119,6 +122,12 @@ class ConsultationClient:
                 if pid not in self._admitted_pids:
                     self._admitted_pids.add(pid)
                     await self.send({"v": 1, "type": "admit", "participant_id": pid})
+        elif kind == "consent-prompt" and self.auto_consent:
+            await self.send({"v": 1, "type": "consent", "answer": "yes",
+                             "request_id": message.get("request_id"),
+                             "text_version": message.get("text_version")})
+        elif kind == "recording-state":
+            self.recording_state = str(message.get("state"))
         elif kind in MEDIA_TYPES:
             await self.media.handle(message)
         elif kind == "error":
@@ -138,6 +147,10 @@ class ConsultationClient:
         self._in_call.set()
         self.timeline["offer"] = time.monotonic()
         await self.media.start(self.send)
+
+    async def request_recording(self) -> None:
+        """Host: ask everyone present for consent (recording starts once all said yes)."""
+        await self.send({"v": 1, "type": "record-request"})
 
     async def wait_in_call(self, timeout_s: float) -> None:
         await asyncio.wait_for(self._in_call.wait(), timeout_s)

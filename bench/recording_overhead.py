@@ -1,0 +1,55 @@
+"""Figure 5: server CPU of the same calls recorded vs not recorded.
+
+    python -m bench.recording_overhead -n 4 --duration 20
+    python -m bench.recording_overhead --smoke
+
+Each run: a fresh server, N 2-party consultations of pre-encoded 640x480 VP8 30 fps + Opus
+through the real API; with --record the host client sends `record-request` and the patient
+clients consent, so the server's own recording path (consent-gated RecordingSession on the
+SFU sinks, WebM muxing, AES-GCM encryption, files in the recordings directory) runs during the
+measured window. Prints a table and `SUMMARY recording ...`.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from bench.common import machine, running, table
+from bench.load import run_generator, staff_env
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="recording CPU overhead")
+    parser.add_argument("-n", "--consultations", type=int, default=4)
+    parser.add_argument("--warmup", type=float, default=3.0)
+    parser.add_argument("--duration", type=float, default=20.0)
+    parser.add_argument("--repeat", type=int, default=2, help="alternate plain/recorded runs")
+    parser.add_argument("--smoke", action="store_true")
+    args = parser.parse_args()
+    if args.smoke:
+        args.consultations, args.warmup, args.duration, args.repeat = 2, 1.0, 3.0, 1
+    print(f"# machine: {machine()}", flush=True)
+    rows: list[list[object]] = []
+    totals: dict[bool, list[float]] = {False: [], True: []}
+    for i in range(args.repeat):
+        for record in (False, True):
+            with running("server") as server:
+                result: dict[str, Any] = run_generator(
+                    server, "sfu", args.consultations, 2, args.warmup, args.duration,
+                    staff_env(server, i * 2 + int(record)), ("--record",) if record else ())
+                files = sum(1 for p in (server.data_dir / "recordings").rglob("*") if p.is_file())
+            totals[record].append(result["server_cores"])
+            rows.append(["recorded" if record else "plain", args.consultations, result["server_cores"],
+                         result["video_ratio"], result["audio_ratio"], files])
+            print(table(["run", "N", "server cores", "video ratio", "audio ratio", "files"], rows[-1:]),
+                  flush=True)
+    print("\n" + table(["run", "N", "server cores", "video ratio", "audio ratio", "files"], rows))
+    plain = sum(totals[False]) / len(totals[False])
+    recorded = sum(totals[True]) / len(totals[True])
+    print(f"SUMMARY recording consultations={args.consultations} plain_cores={plain:.3f} "
+          f"recorded_cores={recorded:.3f} overhead_pct={100 * (recorded - plain) / plain:.1f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
