@@ -200,6 +200,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 await asyncio.sleep(0.1)  # poll of a bounded wait
         setup_s = time.monotonic() - setup_start
         await asyncio.sleep(args.warmup)  # warm-up before the measured window
+        print("WINDOW start", flush=True)
         pid = args.server_pid
         server_cpu0, own_cpu0, start = cpu_seconds(pid) if pid else 0.0, time.process_time(), time.monotonic()
         await asyncio.sleep(args.duration)  # the measured window
