@@ -34,3 +34,8 @@ def test_bench_smoke(module: str, summary: str) -> None:
 def test_join_time_smoke() -> None:
     out = run_bench("bench.join_time")
     assert out.strip().splitlines()[-1].startswith("SUMMARY join_time joins=2 "), out[-2000:]
+
+
+def test_profile_smoke() -> None:
+    out = run_bench("bench.profile_forwarding")
+    assert out.strip().splitlines()[-1].startswith("SUMMARY profile consultations=2 "), out[-2000:]
