@@ -148,9 +148,10 @@ export class CallView {
       rec.tile.dataset.participantId = pid;
       rec.tile.dataset.kind = kind;
       if (kind === 'camera' && this.isHost) {
-        rec.removeBtn = h('button', { type: 'button', class: 'tile-remove secondary', 'i18n-aria-label': 'call.remove', i18n: 'call.removeShort' });
+        rec.removeBtn = h('button', { type: 'button', class: 'tile-remove secondary', 'i18n-aria-label': 'call.remove', 'i18n-vars': { name: '' }, i18n: 'call.removeShort' });
         rec.removeBtn.addEventListener('click', () => this.session.remove(pid));
         rec.tile.querySelector('.tile-caption').append(rec.removeBtn);
+        applyI18n(rec.removeBtn);
       }
       this.renderParticipants();
     }
@@ -221,7 +222,7 @@ export class CallView {
         rec.camOff.querySelector('.avatar').textContent = (name.trim()[0] || '?').toUpperCase();
         rec.tile.dataset.audioMuted = String(!!p.muted.audio);
         rec.tile.dataset.videoMuted = String(!!p.muted.video);
-        if (rec.removeBtn) rec.removeBtn.setAttribute('aria-label', t('call.remove', { name }));
+        if (rec.removeBtn) relabel(rec.removeBtn, { 'aria-label': 'call.remove' }, { name });
       }
       rec.video.setAttribute('aria-label', rec.name.textContent);
     }

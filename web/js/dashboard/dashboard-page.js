@@ -302,6 +302,8 @@ async function main() {
   app.idle = new IdleGuard(me.idle_timeout_s || 1800, {
     onTimeout: idleTimeout,
     touch: () => api('GET', '/api/me').catch((err) => { if (err instanceof ApiError && err.status === 401) idleTimeout(); }),
+    busy: () => !!app.session && app.session.state === 'in-call'
+      && [...app.session.participants.keys()].some((pid) => pid !== app.session.selfId),
   });
   $('new-form').addEventListener('submit', createConsultation);
   $('back').addEventListener('click', () => { stopCall(); showList(); });

@@ -1,14 +1,20 @@
-// Staff idle timeout (DESIGN §4: 30 min). Warn 60 s before; on timeout clear the page so nothing
-// of the last consultation stays visible, then go to /login. Activity (pointer, key) restarts
-// the timer and, at most once a minute, touches the server session (GET /api/me).
+// Staff idle timeout (DESIGN §4: 30 min). Warn 60 s before (a quarter of the timeout when that is
+// shorter, so a short timeout still warns first); on timeout clear the page so nothing of the
+// last consultation stays visible, then go to /login. Activity (pointer, key) restarts
+// the timer and, at most once a minute, touches the server session (GET /api/me). A live call with
+// someone else in it is activity too (a consultation may run 30 min without a click): `busy()`
+// true at warning time touches the session and re-arms instead of warning.
 
 import { t } from '../i18n.js';
 
 const WARN_BEFORE_S = 60;
 const TOUCH_EVERY_MS = 60000;
 
+export function warnLeadMs(idleMs) { return Math.min(WARN_BEFORE_S * 1000, idleMs / 4); }
+
 export class IdleGuard {
-  constructor(idleTimeoutS, { onTimeout, touch }) {
+  constructor(idleTimeoutS, { onTimeout, touch, busy = () => false }) {
+    this.busy = busy;
     this.idleMs = Math.max(10, idleTimeoutS) * 1000;
     this.onTimeout = onTimeout;
     this.touch = touch;
@@ -28,13 +34,14 @@ export class IdleGuard {
     window.clearTimeout(this.warnTimer);
     window.clearTimeout(this.endTimer);
     window.clearInterval(this.countdown);
-    const warnAt = Math.max(0, this.idleMs - WARN_BEFORE_S * 1000);
+    const warnAt = this.idleMs - warnLeadMs(this.idleMs);
     this.deadline = Date.now() + this.idleMs;
     this.warnTimer = window.setTimeout(() => this.warn(), warnAt);
     this.endTimer = window.setTimeout(() => this.onTimeout(), this.idleMs);
   }
 
   warn() {
+    if (this.busy()) { this.activity(true); return; }
     const text = document.getElementById('idle-text');
     const update = () => {
       const seconds = Math.max(0, Math.round((this.deadline - Date.now()) / 1000));

@@ -18,6 +18,10 @@ const END_TEXT = {
   ended: 'join.ended', denied: 'join.denied', removed: 'join.removed', left: 'join.left', replaced: 'join.replaced',
 };
 
+// The last end screen, kept for this tab only, so a reload after "removed" or "not admitted"
+// shows the same screen again (the participant session is gone by then: GET /api/participant 401).
+const END_KEY = 'tc_end';
+
 const app = { state: 'loading', session: null, view: null, deviceCheck: null, consultationId: null };
 
 Object.defineProperty(window, 'teleconsult', {
@@ -55,6 +59,9 @@ function showEnd(kind) {
   $('end-text').textContent = t(`${base}.text`);
   if (app.view) { app.view.destroy(); app.view = null; }
   if (app.deviceCheck) app.deviceCheck.stop();
+  if (kind !== 'replaced') {
+    try { sessionStorage.setItem(END_KEY, END_TEXT[kind] ? kind : 'ended'); } catch { /* ignore */ }
+  }
   show('end', kind === 'ended' ? 'ended' : kind);
   if (kind === 'ended') announce(t('live.ended'));
   $('main').focus();
@@ -134,6 +141,7 @@ async function submitJoin(event) {
 
 async function rejoin(participant) {
   if (END_TEXT[participant.state] || participant.state === 'ended') { showEnd(participant.state); return; }
+  try { sessionStorage.removeItem(END_KEY); } catch { /* ignore */ }
   show('reconnecting');
   const { stream } = await acquireMedia(JSON.parse(sessionStorage.getItem('tc_devices') || '{}'));
   const localMedia = {
@@ -147,6 +155,7 @@ async function rejoin(participant) {
 async function main() {
   await initI18n();
   if (inviteToken) {
+    try { sessionStorage.removeItem(END_KEY); } catch { /* ignore */ }
     show('device-check');
     app.deviceCheck = new DeviceCheck();
     $('join-form').addEventListener('submit', submitJoin);
@@ -158,7 +167,9 @@ async function main() {
     const participant = await api('GET', '/api/participant');
     await rejoin(participant);
   } catch {
-    showLinkError('missing');
+    let ended = null;
+    try { ended = sessionStorage.getItem(END_KEY); } catch { /* ignore */ }
+    if (ended && END_TEXT[ended]) showEnd(ended); else showLinkError('missing');
   }
 }
 
