@@ -1,0 +1,99 @@
+"""A participant whose process dies mid-call is removed and the others are told: a patient runs
+as its own OS process (tests/call_participant_process.py: a Python client through the real API),
+the doctor is a real Chromium page; the patient's process is SIGKILLed and the doctor's page must
+receive `participant-left` for it, and drop its tile, within 35 s (measured: see the output).
+
+The kernel closes a killed process's TCP connections, so the server sees the WebSocket close at
+once and takes the participant out of the call (SignallingConnection.on_disconnect -> media
+leave -> SfuRoom participant-left); ICE consent expiry (~30 s) is only the fallback."""
+
+from __future__ import annotations
+
+import json
+import queue
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import sync_playwright
+
+from tests.browser_helpers import VIDEO_ALIVE, chromium, wait_js
+from tests.call_helpers import admit, camera_of, invite_url, open_doctor, server_messages
+from tests.server_process import REPO, running_server, server_env
+
+pytestmark = pytest.mark.browser
+
+REMOVAL_BUDGET_S = 35.0
+
+
+class ChildParticipant:
+    """The participant process and its JSON-lines output, read by a thread."""
+
+    def __init__(self, base: str, link: str, name: str) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "tests.call_participant_process", base, link, name],
+            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        self.lines: queue.Queue[dict[str, Any]] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.put(json.loads(line))
+
+    def next_event(self, event: str, timeout_s: float = 30) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                line = self.lines.get(timeout=max(0.01, deadline - time.monotonic()))
+            except queue.Empty:
+                stderr = self.process.stderr.read() if self.process.poll() is not None and self.process.stderr else ""
+                raise AssertionError(f"participant process: no {event!r} in {timeout_s}s {stderr[-2000:]}") from None
+            if line["event"] == event:
+                return line
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()  # SIGKILL
+        self.process.wait(timeout=10)
+
+
+def test_killed_participant_is_removed_and_the_others_told(tmp_path: Path) -> None:
+    with running_server(tmp_path) as server, sync_playwright() as pw:
+        base = server.base_url
+        browser = chromium(pw)
+        child: ChildParticipant | None = None
+        try:
+            doctor, doctor_watch, cid = open_doctor(browser, base, server_env(tmp_path))
+            child = ChildParticipant(base, invite_url(doctor, base, cid), "Paul Process")
+            pid = child.next_event("joined")["participant_id"]
+            assert child.next_event("welcome")["state"] == "waiting"
+            admit(doctor, "Paul Process")
+            child.next_event("connected")
+            tile = camera_of(pid)
+            wait_js(doctor, VIDEO_ALIVE, "doctor sees the child participant", arg=[tile, 10])
+
+            killed_wall = time.time()
+            killed = time.monotonic()
+            child.kill()
+            assert child.process.returncode == -9
+            wait_js(doctor, "(sel) => document.querySelector(sel) === null", "the tile dropped",
+                    arg=tile, timeout_s=REMOVAL_BUDGET_S)
+            tile_gone_s = time.monotonic() - killed
+            left = [m for m in server_messages(doctor, "participant-left") if m["participant_id"] == pid]
+            assert len(left) == 1, server_messages(doctor, "participant-left")
+            told_s = left[0]["at"] / 1000 - killed_wall
+            print(f"\nkilled participant: participant-left after {told_s:.3f} s, tile gone after {tile_gone_s:.3f} s")
+            assert told_s <= REMOVAL_BUDGET_S
+            assert doctor.evaluate("window.teleconsult.state") == "in-call"
+            assert all(p["participant_id"] != pid for p in doctor.evaluate("window.teleconsult.participants"))
+            doctor_watch.assert_clean()
+        finally:
+            if child is not None:
+                child.kill()
+            browser.close()
