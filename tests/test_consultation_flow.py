@@ -130,3 +130,27 @@ async def test_deny_and_remove_end_the_session(
             assert (await client.get("/api/participant")).status == 401
         again = await doctor.post(f"/api/consultations/{cid}/participants/{pb}/admit", headers=dh)
         assert again.status == 409
+
+
+async def test_host_ending_over_the_websocket_tells_everyone_at_once(
+    sqlite_store: SQLiteStore, clock: ManualClock, settings: Settings
+) -> None:
+    """The host's own socket closes inside its own `end` handler; that close handshake must not
+    hold back the `ended` news to the others (it used to take ~10 s, the handshake timeout)."""
+    async with http_env(sqlite_store, clock, settings) as env:
+        doctor, dh = await env.staff("dr.end@example.test", "doctor")
+        cid = await create_consultation(doctor, dh)
+        patient, ph = await env.anonymous()
+        token = await invite_token(doctor, dh, cid)
+        hws = await host_ws(doctor, dh, cid)  # the host's connection is the lobby's first
+        await next_of(hws, "welcome")
+        pid = await join(patient, ph, token)
+        pws = await open_ws(patient, cid)
+        await pws.send_json({"v": 1, "type": "hello"})
+        await next_of(pws, "welcome")
+        await hws.send_json({"v": 1, "type": "admit", "participant_id": pid})
+        await next_of(pws, "admitted")
+
+        await hws.send_json({"v": 1, "type": "end"})  # and the host does not read its socket now
+        await next_of(pws, "ended", timeout_s=2.0)
+        assert await closed_with(pws, timeout_s=2.0) == 4410

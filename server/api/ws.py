@@ -64,7 +64,9 @@ async def consultation_ws(request: web.Request) -> web.StreamResponse:
         principal = await require_staff(request)
     except DomainError:
         principal = None
-    ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE_BYTES, heartbeat=20.0, autoping=True)
+    # timeout: how long a close waits for the peer's close frame (a busy or gone peer must not
+    # hold a handler for aiohttp's default 10 s).
+    ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE_BYTES, heartbeat=20.0, autoping=True, timeout=2.0)
     await ws.prepare(request)
     conn = SignallingConnection(
         cid, hub, AiohttpTransport(ws), request.app[CLOCK],

@@ -8,6 +8,8 @@ member never blocks or fails the others.
 
 from __future__ import annotations
 
+import asyncio
+
 import logging
 from collections.abc import Iterable, Mapping
 from typing import Any, Generic, Protocol, TypeVar
@@ -100,10 +102,11 @@ class Lobby(Generic[M]):
         self._closed = True
         members = list(self._members.values())
         self._members.clear()
-        for member in members:
-            if final is not None:
-                await _safe_send(member, final)
-            await member.close(code, reason)
+        # Everyone hears `final` before any close handshake starts, and the closes run side by
+        # side: one slow peer (or the caller's own socket) must not hold the others' news back.
+        if final is not None:
+            await asyncio.gather(*(_safe_send(member, final) for member in members))
+        await asyncio.gather(*(member.close(code, reason) for member in members))
 
 
 class LobbyRegistry(Generic[M]):
