@@ -104,7 +104,8 @@ class SessionService:
         if not self._alive(session, now):
             await self._store.delete_doc(KIND, id_hash)
             return None
-        if touch and now - session.last_seen >= TOUCH_EVERY_S:
+        # A short idle limit is touched proportionally more often, or it would lapse while in use.
+        if touch and now - session.last_seen >= min(TOUCH_EVERY_S, self._idle_limit(session.stage) / 4):
             session = replace(session, last_seen=now)
             await self._put(session)
         return session
