@@ -1,7 +1,8 @@
 // Staff idle timeout (DESIGN §4: 30 min). Warn 60 s before (a quarter of the timeout when that is
 // shorter, so a short timeout still warns first); on timeout clear the page so nothing of the
 // last consultation stays visible, then go to /login. Activity (pointer, key) restarts
-// the timer and, at most once a minute, touches the server session (GET /api/me). A live call with
+// the timer and, at most once a minute (a quarter of a short timeout), touches the server session
+// (GET /api/me). A live call with
 // someone else in it is activity too (a consultation may run 30 min without a click): `busy()`
 // true at warning time touches the session and re-arms instead of warning.
 
@@ -9,6 +10,8 @@ import { t } from '../i18n.js';
 
 const WARN_BEFORE_S = 60;
 const TOUCH_EVERY_MS = 60000;
+// The server writes a session's last_seen at most every min(15 s, idle/4) (server/auth/sessions.py).
+const SERVER_TOUCH_S = 15;
 
 export function warnLeadMs(idleMs) { return Math.min(WARN_BEFORE_S * 1000, idleMs / 4); }
 
@@ -16,6 +19,10 @@ export class IdleGuard {
   constructor(idleTimeoutS, { onTimeout, touch, busy = () => false }) {
     this.busy = busy;
     this.idleMs = Math.max(10, idleTimeoutS) * 1000;
+    // Time out on the server's clock: it counts from the last request it saw (at most one
+    // throttled write behind), so "Stay signed in" never meets an already-expired session.
+    this.slackMs = Math.min(SERVER_TOUCH_S * 1000, this.idleMs / 4);
+    this.touchEveryMs = Math.min(TOUCH_EVERY_MS, this.idleMs / 4);
     this.onTimeout = onTimeout;
     this.touch = touch;
     this.lastTouch = Date.now();
@@ -34,10 +41,10 @@ export class IdleGuard {
     window.clearTimeout(this.warnTimer);
     window.clearTimeout(this.endTimer);
     window.clearInterval(this.countdown);
-    const warnAt = this.idleMs - warnLeadMs(this.idleMs);
-    this.deadline = Date.now() + this.idleMs;
-    this.warnTimer = window.setTimeout(() => this.warn(), warnAt);
-    this.endTimer = window.setTimeout(() => this.onTimeout(), this.idleMs);
+    this.deadline = this.lastTouch + this.idleMs - this.slackMs;
+    const lead = warnLeadMs(this.deadline - this.lastTouch);
+    this.warnTimer = window.setTimeout(() => this.warn(), Math.max(0, this.deadline - lead - Date.now()));
+    this.endTimer = window.setTimeout(() => this.onTimeout(), Math.max(0, this.deadline - Date.now()));
   }
 
   warn() {
@@ -55,11 +62,11 @@ export class IdleGuard {
 
   activity(force) {
     this.dialog.hidden = true;
-    this.arm();
-    if (force || Date.now() - this.lastTouch > TOUCH_EVERY_MS) {
+    if (force || Date.now() - this.lastTouch > this.touchEveryMs) {
       this.lastTouch = Date.now();
       this.touch();
     }
+    this.arm();
   }
 
   stop() {
