@@ -260,6 +260,7 @@ def test_permission_denied_help_then_join_without_media(clinic: Clinic) -> None:
         assert page.inner_text("#dc-denied p") == words["join.deviceCheck.denied"]
         assert page.is_visible("#dc-retry")
         assert page.is_hidden("#dc-nodevice")
+        assert page.is_hidden("#dc-level-field") and page.is_hidden("#dc-devices")  # nothing to measure or pick
         assert page.inner_text("#join-submit") == words["join.submitWithout"]
         screenshot(page, "device-denied-390x844-fr")
         page.fill("#display-name", "Sans Caméra")

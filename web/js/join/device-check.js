@@ -31,6 +31,9 @@ export class DeviceCheck {
     $('dc-denied').hidden = this.error !== 'denied';
     $('dc-nodevice').hidden = hasVideo || hasAudio || this.error === 'denied';
     $('dc-retry').hidden = hasVideo && hasAudio;
+    // Nothing to measure or pick without a device: the help and "Try again" stay in view instead.
+    $('dc-level-field').hidden = !hasAudio;
+    $('dc-devices').hidden = !hasVideo && !hasAudio;
     const submit = $('join-submit');
     submit.dataset.i18n = hasVideo || hasAudio ? 'join.submit' : 'join.submitWithout';
     submit.textContent = t(submit.dataset.i18n);
