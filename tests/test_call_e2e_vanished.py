@@ -3,14 +3,18 @@ as its own OS process (tests/call_participant_process.py: a Python client throug
 the doctor is a real Chromium page; the patient's process is SIGKILLed and the doctor's page must
 receive `participant-left` for it, and drop its tile, within 35 s (measured: see the output).
 
-The kernel closes a killed process's TCP connections, so the server sees the WebSocket close at
-once and takes the participant out of the call (SignallingConnection.on_disconnect -> media
-leave -> SfuRoom participant-left); ICE consent expiry (~30 s) is only the fallback."""
+- killed (SIGKILL): the kernel closes the process's TCP connections, so the server sees the
+  WebSocket close at once and takes the participant out of the call
+  (SignallingConnection.on_disconnect -> media leave -> SfuRoom participant-left): ~0.01 s.
+- frozen (SIGSTOP: sockets stay open, nothing answers, like a device gone off the network): the
+  WebSocket heartbeat (ping after 20 s of silence, 10 s for the pong; server/api/ws.py) closes
+  it after ~30 s, about when ICE consent freshness (aioice, ~30 s) would fail too: ~30.5 s."""
 
 from __future__ import annotations
 
 import json
 import queue
+import signal
 import subprocess
 import sys
 import threading
@@ -57,13 +61,19 @@ class ChildParticipant:
             if line["event"] == event:
                 return line
 
+    def freeze(self) -> None:
+        """SIGSTOP: the process stops answering but its sockets stay open (a device gone off the
+        network without closing anything)."""
+        self.process.send_signal(signal.SIGSTOP)
+
     def kill(self) -> None:
         if self.process.poll() is None:
             self.process.kill()  # SIGKILL
         self.process.wait(timeout=10)
 
 
-def test_killed_participant_is_removed_and_the_others_told(tmp_path: Path) -> None:
+@pytest.mark.parametrize("how", ["killed", "frozen"])
+def test_vanished_participant_is_removed_and_the_others_told(tmp_path: Path, how: str) -> None:
     with running_server(tmp_path) as server, sync_playwright() as pw:
         base = server.base_url
         browser = chromium(pw)
@@ -80,15 +90,18 @@ def test_killed_participant_is_removed_and_the_others_told(tmp_path: Path) -> No
 
             killed_wall = time.time()
             killed = time.monotonic()
-            child.kill()
-            assert child.process.returncode == -9
+            if how == "killed":
+                child.kill()
+                assert child.process.returncode == -signal.SIGKILL
+            else:
+                child.freeze()
             wait_js(doctor, "(sel) => document.querySelector(sel) === null", "the tile dropped",
                     arg=tile, timeout_s=REMOVAL_BUDGET_S)
             tile_gone_s = time.monotonic() - killed
             left = [m for m in server_messages(doctor, "participant-left") if m["participant_id"] == pid]
             assert len(left) == 1, server_messages(doctor, "participant-left")
             told_s = left[0]["at"] / 1000 - killed_wall
-            print(f"\nkilled participant: participant-left after {told_s:.3f} s, tile gone after {tile_gone_s:.3f} s")
+            print(f"\n{how} participant: participant-left after {told_s:.3f} s, tile gone after {tile_gone_s:.3f} s")
             assert told_s <= REMOVAL_BUDGET_S
             assert doctor.evaluate("window.teleconsult.state") == "in-call"
             assert all(p["participant_id"] != pid for p in doctor.evaluate("window.teleconsult.participants"))
