@@ -8,6 +8,7 @@ import { applyI18n, h, icon, relabel } from '../dom.js';
 import { onLanguageChange, t } from '../i18n.js';
 import { QualityMonitor } from './quality.js';
 import { acquireMedia, fillDeviceSelect, listDevices, saveDevices, savedDevices } from './local-media.js';
+import { wireRecording } from './recording-wiring.js';
 
 function controlButton(id, iconName, shortKey, ariaKey, extraClass = '') {
   return h('button', { id, type: 'button', class: `control ${extraClass}`.trim(), 'i18n-aria-label': ariaKey },
@@ -61,6 +62,7 @@ export class CallView {
     this.audioEls = new Map();
     this.quality = new QualityMonitor(() => session.pc, (s) => this.showQuality(s));
     this.bindControls();
+    this.recording = wireRecording(session, this.root, { isHost });
     this.renderSelf();
     session.addEventListener('participants', () => this.renderParticipants());
     session.addEventListener('track', (e) => this.attachTrack(e.detail));
@@ -315,6 +317,7 @@ export class CallView {
 
   destroy() {
     this.quality.stop();
+    this.recording.destroy();
     this.offLang();
     for (const el of this.audioEls.values()) el.srcObject = null;
     for (const rec of this.tileMap.values()) rec.video.srcObject = null;
