@@ -9,7 +9,6 @@ member never blocks or fails the others.
 from __future__ import annotations
 
 import asyncio
-
 import logging
 from collections.abc import Iterable, Mapping
 from typing import Any, Generic, Protocol, TypeVar
