@@ -78,8 +78,9 @@ def test_consent_prompt_indicator_and_withdrawal(tmp_path: Path) -> None:
             assert doctor.get_attribute("#btn-record", "aria-label") == en["recording.startLabel"]
             assert patient.locator("#btn-record").count() == 0
 
-            # The doctor records: the patient is asked, in French, with the clinic's text.
-            doctor.click("#btn-record")
+            # The doctor records (keyboard): the patient is asked, in French, with the clinic's text.
+            doctor.focus("#btn-record")
+            doctor.keyboard.press("Enter")
             wait_shown(patient, "consent-prompt", "the patient's consent prompt")
             assert patient.inner_text("#consent-title") == fr["recording.prompt.title"]
             wait_js(patient, "(want) => document.getElementById('consent-text').textContent === want",
@@ -97,6 +98,7 @@ def test_consent_prompt_indicator_and_withdrawal(tmp_path: Path) -> None:
             assert doctor.inner_text("#recording-status") == en["recording.waiting"]
             assert not shown(doctor, "consent-prompt")
             assert shown(doctor, "btn-record-stop") and not shown(doctor, "btn-record")
+            assert doctor.evaluate("document.activeElement.id") == "btn-record-stop"
             for page in (doctor, patient):
                 assert not shown(page, "recording-indicator")
 

@@ -42,6 +42,7 @@ export function wireRecording(session, root, { isHost }) {
   let state = 'off';
   let prompt = null; // the current consent-prompt message
   let languageSent = false;
+  let acted = false; // the host just pressed Record or Stop
   resetRecordingState();
   setRecordingState('off');
   hideWithdraw();
@@ -57,7 +58,9 @@ export function wireRecording(session, root, { isHost }) {
     if (state === 'off' || state === 'recording') { hideConsentPrompt(); prompt = null; }
     if (record) {
       // Record and Stop take each other's place: keep the keyboard focus on the one shown.
-      const focused = document.activeElement === record || document.activeElement === stop;
+      // (a disabled button loses the focus: `acted` remembers the user was on one of them).
+      const focused = acted || document.activeElement === record || document.activeElement === stop;
+      acted = false;
       record.hidden = state !== 'off';
       record.disabled = false;
       stop.hidden = state === 'off';
@@ -100,8 +103,8 @@ export function wireRecording(session, root, { isHost }) {
   function onState() { languageSent = false; }
 
   if (record) {
-    record.addEventListener('click', () => { record.disabled = true; send('record-request'); });
-    stop.addEventListener('click', () => { stop.disabled = true; send('record-stop'); });
+    record.addEventListener('click', () => { acted = true; record.disabled = true; send('record-request'); });
+    stop.addEventListener('click', () => { acted = true; stop.disabled = true; send('record-stop'); });
   }
   session.addEventListener('message', onMessage);
   session.addEventListener('state', onState);
