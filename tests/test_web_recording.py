@@ -1,9 +1,10 @@
 """Recording consent in real Chromium against the real server (DESIGN D6): the doctor records,
 the patient (a French phone) is asked with the clinic's text in French, nothing shows as
 recording before they agree, both screens show "● Recording" once they do, a second patient
-joining later is asked and the recording pauses (no indicator) until they agree, and one
-click on "Withdraw consent" stops it on every screen; the recording is then in the doctor's
-list."""
+joining later is asked and the recording pauses (no indicator) until they agree, one click
+on "Withdraw consent" stops it on every screen and the recording is then in the doctor's list;
+asked again, a language switch re-sends the prompt in French and a refusal closes every prompt
+without recording anything."""
 
 from __future__ import annotations
 
@@ -154,6 +155,25 @@ def test_consent_prompt_indicator_and_withdrawal(tmp_path: Path) -> None:
             assert len(mine) == 1, listed
             assert mine[0]["stopped_at"] is not None, mine
             assert mine[0]["files"], mine
+
+            # Asked again: the late joiner switches the page to French mid-prompt and gets the
+            # French text; the patient refuses and every prompt closes; nothing more is recorded.
+            doctor.click("#btn-record")
+            wait_shown(late, "consent-prompt", "the late joiner asked again")
+            wait_shown(patient, "consent-prompt", "the patient asked again")
+            late.select_option("#lang", "fr")
+            wait_js(late, "(want) => document.getElementById('consent-text').textContent === want",
+                    "the consent text re-sent in French", arg=consent_text(version, "fr"))
+            assert late.inner_text("#consent-yes") == fr["recording.prompt.yes"]
+            patient.click("#consent-no")
+            wait_hidden(late, "consent-prompt", "the late joiner's prompt closed by the refusal")
+            for page, who in ((doctor, "doctor"), (patient, "patient"), (late, "late")):
+                wait_hidden(page, "recording-status", f"the {who}'s status cleared")
+                assert not shown(page, "recording-indicator")
+            wait_js(doctor, LIVE_SAYS, "the refusal announced to the doctor", arg=en["recording.live.cancelled"])
+            wait_shown(doctor, "btn-record", "the Record button back after the refusal")
+            again = api_call(doctor, "GET", "/api/recordings")
+            assert [r["id"] for r in again["body"] if r["consultation_id"] == consultation_id] == [mine[0]["id"]]
 
             for watch in watches:
                 watch.assert_clean()
