@@ -80,7 +80,7 @@ export function wireRecording(session, root, { isHost }) {
       const asked = prompt;
       prompt = null;
       send('consent', { answer, request_id: asked ? asked.request_id : undefined, text_version: asked ? asked.text_version : undefined });
-      render();
+      if (answer === 'yes') render(); // a "no" stops it: the server's 'off' follows, no withdraw meanwhile
     });
     announce(t('recording.live.prompt'));
   }
