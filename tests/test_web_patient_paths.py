@@ -179,8 +179,9 @@ def test_camera_off_on_then_removed_patient_cannot_rejoin(clinic: Clinic) -> Non
     assert d.get_attribute(f"{PATIENT_TILE} .tile-remove", "aria-label") == "Remove Camille Patiente"
 
     # Camera off: the doctor's tile shows the camera-off state (avatar and text).
-    patient.click("#btn-cam")
-    assert patient.get_attribute("#btn-cam", "aria-label") == words["call.cameraOn"]
+    patient.click("#btn-cam")  # the toggle is asynchronous (the camera is stopped first)
+    wait_js(patient, "([label]) => document.querySelector('#btn-cam').getAttribute('aria-label') === label",
+            "the camera button offers to turn the camera on", arg=[words["call.cameraOn"]])
     wait_js(d, f"document.querySelector(\"{PATIENT_TILE}\").dataset.videoMuted === 'true'", "doctor sees the camera off")
     assert d.is_visible(f"{PATIENT_TILE} .cam-off")
     assert d.inner_text(f"{PATIENT_TILE} .cam-off .avatar") == "C"
@@ -192,7 +193,8 @@ def test_camera_off_on_then_removed_patient_cannot_rejoin(clinic: Clinic) -> Non
     assert d.is_hidden(f"{PATIENT_TILE} .cam-off")
     wait_frames_grow(d, "doctor decodes the patient's video again")
     wait_js(d, VIDEO_ALIVE, "the patient's video alive again", arg=[REMOTE_CAMERA, 5])
-    assert patient.get_attribute("#btn-cam", "aria-label") == words["call.cameraOff"]
+    wait_js(patient, "([label]) => document.querySelector('#btn-cam').getAttribute('aria-label') === label",
+            "the camera button offers to turn the camera off", arg=[words["call.cameraOff"]])
 
     # Removed: the removed screen, and a reload does not bring the patient back.
     d.click(f"{PATIENT_TILE} .tile-remove")
