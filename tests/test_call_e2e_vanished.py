@@ -7,7 +7,7 @@ receive `participant-left` for it, and drop its tile, within 35 s (measured: see
   WebSocket close at once and takes the participant out of the call
   (SignallingConnection.on_disconnect -> media leave -> SfuRoom participant-left): ~0.01 s.
 - frozen (SIGSTOP: sockets stay open, nothing answers, like a device gone off the network): the
-  WebSocket heartbeat (ping after 20 s of silence, 10 s for the pong; server/api/ws.py) closes
+  WebSocket heartbeat (ping after 15 s of silence, 7.5 s for the pong; server/api/ws.py) closes
   it after ~30 s, about when ICE consent freshness (aioice, ~30 s) would fail too: ~30.5 s."""
 
 from __future__ import annotations

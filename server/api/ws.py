@@ -27,6 +27,9 @@ from .security import check_origin
 log = logging.getLogger("teleconsult.ws")
 
 HELLO_TIMEOUT_S = 5.0
+# A silent peer is pinged after HEARTBEAT_S and dropped HEARTBEAT_S / 2 later: a frozen or
+# unplugged device leaves the call within ~23 s (a killed one at once: its socket closes).
+HEARTBEAT_S = 15.0
 routes = web.RouteTableDef()
 
 
@@ -66,7 +69,9 @@ async def consultation_ws(request: web.Request) -> web.StreamResponse:
         principal = None
     # timeout: how long a close waits for the peer's close frame (a busy or gone peer must not
     # hold a handler for aiohttp's default 10 s).
-    ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE_BYTES, heartbeat=20.0, autoping=True, timeout=2.0)
+    ws = web.WebSocketResponse(
+        max_msg_size=MAX_MESSAGE_BYTES, heartbeat=HEARTBEAT_S, autoping=True, timeout=2.0
+    )
     await ws.prepare(request)
     conn = SignallingConnection(
         cid, hub, AiohttpTransport(ws), request.app[CLOCK],
