@@ -12,7 +12,7 @@ import logging
 
 from aiohttp import WSMsgType, web
 
-from ..errors import DomainError
+from ..errors import DomainError, RateLimited
 from ..rooms.models import Participant
 from ..signalling.connection import CLOSE_UNAUTHENTICATED, SignallingConnection
 from ..signalling.envelope import MAX_MESSAGE_BYTES, error_message
@@ -20,7 +20,7 @@ from ..signalling.media import MEDIA_MESSAGE_TYPES
 from ..signalling.recording import RECORDING_MESSAGE_TYPES
 from .auth_context import StaffPrincipal, require_staff
 from .consultation_routes import HUB
-from .keys import CLOCK, SETTINGS
+from .keys import CLOCK, SETTINGS, STORE
 from .participant_routes import current_participant
 from .security import check_origin
 
@@ -30,6 +30,8 @@ HELLO_TIMEOUT_S = 5.0
 # A silent peer is pinged after HEARTBEAT_S and dropped HEARTBEAT_S / 2 later: a frozen or
 # unplugged device leaves the call within ~23 s (a killed one at once: its socket closes).
 HEARTBEAT_S = 15.0
+RECONNECT_WINDOW_S = 60.0
+MAX_RECONNECTS_PER_WINDOW = 30
 routes = web.RouteTableDef()
 
 
@@ -62,6 +64,14 @@ async def consultation_ws(request: web.Request) -> web.StreamResponse:
         participant = None
     if participant is not None and participant.consultation_id != cid:
         participant = None
+    if participant is not None:
+        # Each admitted (re)connection builds a new peer connection: bound how often one
+        # participant session may reconnect, so a reconnect loop cannot load other calls.
+        attempts = await request.app[STORE].incr(
+            f"ws-connect:{participant.participant_id}", RECONNECT_WINDOW_S
+        )
+        if attempts > MAX_RECONNECTS_PER_WINDOW:
+            raise RateLimited("Too many reconnections; wait a moment.", retry_after_s=RECONNECT_WINDOW_S)
     principal: StaffPrincipal | None = None
     try:
         principal = await require_staff(request)
