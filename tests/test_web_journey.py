@@ -68,6 +68,10 @@ def test_whole_journey(tmp_path: Path, locale: str, lang: str, patient_viewport:
                                               has_touch=patient_viewport["width"] < 500)
             patient = patient_ctx.new_page()
             patient_watch = PageWatch(patient, "patient")
+            invite_secret = link.split("#", 1)[1]
+            patient_urls: list[str] = []
+            patient.on("request", lambda r: patient_urls.append(r.url))
+            patient.on("websocket", lambda ws: patient_urls.append(ws.url))
             patient.goto(link.replace("https://", "http://"))
             wait_js(patient, "document.body.dataset.state === 'device-check'", "device check")
             assert "#" not in patient.url
@@ -126,6 +130,14 @@ def test_whole_journey(tmp_path: Path, locale: str, lang: str, patient_viewport:
 
             doctor_watch.assert_clean()
             patient_watch.assert_clean()
+
+            # The invite token lives in the fragment: no URL the page requested carries it, and
+            # the server's log (which has an access line per request) never saw it.
+            assert any("/api/join" in url for url in patient_urls)
+            assert not [url for url in patient_urls if invite_secret in url]
+            server_log = server.log_text()
+            assert " GET /join 200 " in server_log and " POST /api/join 201 " in server_log
+            assert invite_secret not in server_log
         except BaseException:
             for watch in [w for w in (locals().get("doctor_watch"), locals().get("patient_watch")) if w]:
                 print(watch.name, "console:", *watch.log[-30:], sep="\n  ")

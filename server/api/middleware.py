@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import time
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
@@ -28,42 +29,63 @@ def error_response(exc: DomainError, request_id: str) -> web.Response:
     return response
 
 
+access_log = logging.getLogger("teleconsult.access")
+
+
 @web.middleware
 async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Request id (in logs and X-Request-Id), Origin + CSRF on writes, errors as JSON, access log."""
+    started = time.monotonic()
     request_id = secrets.token_hex(8)
     token = request_id_var.set(request_id)
     request[REQUEST_ID] = request_id
+    status = 500
+    try:
+        response = await _respond(request, handler, request_id)
+        status = response.status
+        return response
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    finally:
+        _log_access(request, status, started)
+        request_id_var.reset(token)
+
+
+def _log_access(request: web.Request, status: int, started: float) -> None:
+    """One line per request: method, path (never the query string), status, duration.
+    No client address (DESIGN §4: no IP-to-name links). Paths carry ids only; the invite
+    token travels in the URL fragment, which never reaches the server."""
+    elapsed_ms = (time.monotonic() - started) * 1000
+    access_log.info("%s %s %d %.1fms", request.method, request.rel_url.path, status, elapsed_ms)
+
+
+async def _respond(request: web.Request, handler: Handler, request_id: str) -> web.StreamResponse:
     settings = request.app[SETTINGS]
     try:
-        try:
-            if request.method not in SAFE_METHODS and request.path.startswith("/api/"):
-                check_origin(request, settings, required=True)
-                if request.path != "/api/csp-report":
-                    check_csrf(request)
-            response = await handler(request)
-        except DomainError as exc:
-            if exc.status >= 500:
-                log.warning("domain error %s on %s %s", exc.code, request.method, request.path)
-            response = error_response(exc, request_id)
-        except web.HTTPException as exc:
-            if not request.path.startswith("/api/") or exc.status < 400:
-                raise
-            response = web.json_response(
-                {"error": {"code": f"http_{exc.status}", "message": exc.reason, "request_id": request_id}},
-                status=exc.status,
-            )
-        except Exception:
-            resource = request.match_info.route.resource
-            log.exception(
-                "unhandled error on %s %s", request.method, resource.canonical if resource else "?"
-            )
-            response = web.json_response(
-                {"error": {"code": "internal", "message": "Internal error.", "request_id": request_id}},
-                status=500,
-            )
-        return response
-    finally:
-        request_id_var.reset(token)
+        if request.method not in SAFE_METHODS and request.path.startswith("/api/"):
+            check_origin(request, settings, required=True)
+            if request.path != "/api/csp-report":
+                check_csrf(request)
+        return await handler(request)
+    except DomainError as exc:
+        if exc.status >= 500:
+            log.warning("domain error %s on %s %s", exc.code, request.method, request.path)
+        return error_response(exc, request_id)
+    except web.HTTPException as exc:
+        if not request.path.startswith("/api/") or exc.status < 400:
+            raise
+        return web.json_response(
+            {"error": {"code": f"http_{exc.status}", "message": exc.reason, "request_id": request_id}},
+            status=exc.status,
+        )
+    except Exception:
+        resource = request.match_info.route.resource
+        log.exception("unhandled error on %s %s", request.method, resource.canonical if resource else "?")
+        return web.json_response(
+            {"error": {"code": "internal", "message": "Internal error.", "request_id": request_id}},
+            status=500,
+        )
 
 
 async def add_security_headers(request: web.Request, response: web.StreamResponse) -> None:
