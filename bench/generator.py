@@ -214,6 +214,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             **measure(groups, send_log, start, end, exact=args.mode != "relay"),
             "errors": sum(len(p.errors) for g in groups for p in g.peers),
             "recorded": bool(args.record),
+            "loadavg1": os.getloadavg()[0],
         }
         return result
     finally:

@@ -45,14 +45,14 @@ def staff_env(child: Child, n: int) -> dict[str, str]:
 
 
 COLUMNS = ["mode", "N", "party", "server cores", "cores/consult", "consult/core", "gen cores",
-           "video ratio", "audio ratio", "delay p50 ms", "delay p95 ms"]
+           "video ratio", "audio ratio", "delay p50 ms", "delay p95 ms", "loadavg"]
 
 
 def row(r: dict[str, Any]) -> list[object]:
     per = r["server_cores"] / r["consultations"]
     return [r["mode"], r["consultations"], r["party"], r["server_cores"], per,
             1 / per if per > 0 else math.inf, r["generator_cores"], r["video_ratio"], r["audio_ratio"],
-            r["delay_p50_ms"], r["delay_p95_ms"]]
+            r["delay_p50_ms"], r["delay_p95_ms"], r.get("loadavg1", float("nan"))]
 
 
 def main() -> None:
@@ -86,7 +86,7 @@ def main() -> None:
         if result["video_ratio"] < args.stop_below:
             break
     relay_rows: list[dict[str, Any]] = []
-    if args.party == 2:
+    if args.party == 2 and args.transcode_levels:
         for n in [int(x) for x in args.transcode_levels.split(",")]:
             with running("relay") as relay:
                 result = run_generator(relay, "relay", n, 2, args.warmup, args.duration, {})
