@@ -38,36 +38,64 @@ def test_remote_stream_track_has_an_asyncio_queue() -> None:
     assert isinstance(track._queue, asyncio.Queue)
 
 
-async def test_marked_queue_gets_packets_unmarked_queue_gets_decoded_frames() -> None:
-    aiortc_hook.install()
-    assert rtcrtpreceiver.decoder_worker is aiortc_hook._decoder_worker
-    opus = next(c for c in CODECS["audio"] if c.mimeType == "audio/opus")
+def test_receiver_hands_frames_to_its_private_decoder_queue() -> None:
+    """mark_encoded swaps `_RTCRtpReceiver__decoder_queue`: aiortc must still put each
+    depayloaded (codec, frame) there, and a None when it stops."""
+    handle = inspect.getsource(RTCRtpReceiver._handle_rtp_packet)
+    assert "self.__decoder_queue.put((codec, encoded_frame))" in handle
+    stop = inspect.getsource(RTCRtpReceiver._RTCRtpReceiver__stop_decoder)  # type: ignore[attr-defined]
+    assert "self.__decoder_queue.put(None)" in stop
+    receiver = RTCPeerConnection().addTransceiver("audio").receiver
+    assert isinstance(receiver._RTCRtpReceiver__decoder_queue, queue.Queue)  # type: ignore[attr-defined]
+
+
+def _opus_payload() -> bytes:
     encoder = av.CodecContext.create("libopus", "w")
     encoder.sample_rate, encoder.layout, encoder.format = 48000, "stereo", "s16"
     frame = av.AudioFrame(format="s16", layout="stereo", samples=960)
     for plane in frame.planes:
         plane.update(bytes(plane.buffer_size))
     frame.sample_rate, frame.pts = 48000, 0
-    payload = bytes(encoder.encode(frame)[0])
+    return bytes(encoder.encode(frame)[0])
+
+
+async def test_marked_receiver_yields_packets_on_the_loop_unmarked_one_decodes() -> None:
+    aiortc_hook.install()
+    assert rtcrtpreceiver.decoder_worker is aiortc_hook._decoder_worker
+    opus = next(c for c in CODECS["audio"] if c.mimeType == "audio/opus")
+    payload = _opus_payload()
     loop = asyncio.get_running_loop()
-    results = {}
-    for marked in (True, False):
-        track = RemoteStreamTrack(kind="audio")
-        if marked:
-            aiortc_hook.mark_encoded(track)
-        input_q: queue.Queue = queue.Queue()
-        worker = threading.Thread(target=rtcrtpreceiver.decoder_worker,
-                                  args=(loop, input_q, track._queue, threading.Event()))
-        worker.start()
-        input_q.put((opus, JitterFrame(payload, 1920)))
-        input_q.put(None)
-        results[marked] = await asyncio.wait_for(track._queue.get(), 5)
-        await asyncio.wait_for(track._queue.get(), 5)  # None: end of track
-        worker.join(5)
-    packet = results[True]
+
+    # Marked: the receiver's decoder queue is a pass-through on the event loop; the worker
+    # thread aiortc starts for it returns at once.
+    receiver = RTCPeerConnection().addTransceiver("audio").receiver
+    track = RemoteStreamTrack(kind="audio")  # what aiortc attaches when the remote track arrives
+    aiortc_hook.mark_encoded(track, receiver)
+    worker = threading.Thread(target=rtcrtpreceiver.decoder_worker,
+                              args=(loop, receiver._RTCRtpReceiver__decoder_queue,  # type: ignore[attr-defined]
+                                    track._queue, threading.Event()))
+    worker.start()
+    worker.join(5)
+    assert not worker.is_alive()
+    receiver._RTCRtpReceiver__decoder_queue.put((opus, JitterFrame(payload, 1920)))  # type: ignore[attr-defined]
+    receiver._RTCRtpReceiver__decoder_queue.put(None)  # type: ignore[attr-defined]
+    packet = track._queue.get_nowait()  # already there: no thread hop
     assert isinstance(packet, av.Packet) and bytes(packet) == payload
     assert packet.pts == 1920 and packet.time_base == Fraction(1, 48000)
-    assert isinstance(results[False], av.AudioFrame)
+    assert track._queue.get_nowait() is None  # end of track
+
+    # Unmarked: aiortc's own decoder thread decodes.
+    plain = RemoteStreamTrack(kind="audio")
+    input_q: queue.Queue = queue.Queue()
+    decoder = threading.Thread(target=rtcrtpreceiver.decoder_worker,
+                               args=(loop, input_q, plain._queue, threading.Event()))
+    decoder.start()
+    input_q.put((opus, JitterFrame(payload, 1920)))
+    input_q.put(None)
+    decoded = await asyncio.wait_for(plain._queue.get(), 5)
+    await asyncio.wait_for(plain._queue.get(), 5)  # None: end of track
+    decoder.join(5)
+    assert isinstance(decoded, av.AudioFrame)
 
 
 async def test_sender_send_keyframe_is_called_on_pli() -> None:

@@ -84,9 +84,10 @@ class MediaPeer:
             if id(track) in self._seen_tracks:
                 return
             self._seen_tracks.add(id(track))
+            transceiver = next(t for t in self.pc.getTransceivers() if t.receiver.track is track)
             if not self.options.decode:
-                aiortc_hook.mark_encoded(track)
-            mid = next((t.mid for t in self.pc.getTransceivers() if t.receiver.track is track), None)
+                aiortc_hook.mark_encoded(track, transceiver.receiver)
+            mid = transceiver.mid
             self._tasks.append(asyncio.ensure_future(self._read(track, mid)))
 
         @self.pc.on("connectionstatechange")

@@ -4,10 +4,14 @@ Each function below relies on one named internal; tests/test_aiortc_hook.py chec
 of them, so an aiortc upgrade breaks one clearly named test instead of the media path.
 
 - `install()` replaces `aiortc.rtcrtpreceiver.decoder_worker` (looked up when a receiver
-  starts). For a receiver whose track was passed to `mark_encoded(track)`, the worker turns
-  each depayloaded `(codec, JitterFrame)` into an `av.Packet` (pts = RTP timestamp mapped to
-  start at 0, time_base = 1/clockRate) instead of decoding it; other receivers (e.g. client
-  peers in the same process) keep aiortc's decoder.
+  starts) and `mark_encoded(track, receiver)` replaces that receiver's private decoder queue
+  (`_RTCRtpReceiver__decoder_queue`): each depayloaded `(codec, JitterFrame)` becomes an
+  `av.Packet` (pts = RTP timestamp mapped to start at 0, time_base = 1/clockRate) put straight
+  into the track's queue, on the event loop, where aiortc's receive path already runs. No
+  decoding, and no hand-off to a worker thread per frame (that hand-off — Queue.put, waking the
+  thread, call_soon_threadsafe back — was a quarter of the server's CPU under load). The
+  worker thread aiortc still starts for a marked receiver returns at once; other receivers
+  (e.g. client peers in the same process) keep aiortc's decoder thread.
 - `forward_keyframe_requests(sender, callback)`: a PLI/FIR from the remote subscriber calls
   `callback` (aiortc's own `_send_keyframe` only sets a flag that nothing reads in pack mode).
 - `send_pli(receiver)`: a Picture Loss Indication to the publisher of `receiver`.
@@ -48,13 +52,43 @@ def is_installed() -> bool:
     return rtcrtpreceiver.decoder_worker is _decoder_worker
 
 
-def mark_encoded(track: MediaStreamTrack) -> None:
-    """Make `track` (a RemoteStreamTrack, before its receiver starts) yield encoded av.Packets.
+_RECEIVER_DECODER_QUEUE = "_RTCRtpReceiver__decoder_queue"
 
-    Must be called synchronously from `pc.on("track")`: aiortc starts the receiver's worker
-    thread later, when the transport connects.
+
+class _EncodedPassThrough:
+    """Stands in for a receiver's decoder queue: `put` is called by
+    `RTCRtpReceiver._handle_rtp_packet` on the event loop with `(codec, JitterFrame)`, or with
+    None when the receiver stops; the encoded frame goes to the track's queue as an av.Packet."""
+
+    __slots__ = ("_output", "_time_bases")
+
+    def __init__(self, output_q: asyncio.Queue[Any]) -> None:
+        self._output = output_q
+        self._time_bases: dict[int, Fraction] = {}
+
+    def put(self, item: Any) -> None:
+        if item is None:
+            self._output.put_nowait(None)  # end of track
+            return
+        codec, encoded_frame = item
+        time_base = self._time_bases.get(codec.clockRate)
+        if time_base is None:
+            time_base = self._time_bases[codec.clockRate] = Fraction(1, codec.clockRate)
+        packet = av.Packet(encoded_frame.data)
+        packet.pts = encoded_frame.timestamp
+        packet.dts = encoded_frame.timestamp
+        packet.time_base = time_base
+        self._output.put_nowait(packet)
+
+
+def mark_encoded(track: MediaStreamTrack, receiver: RTCRtpReceiver) -> None:
+    """Make `track` (the RemoteStreamTrack of `receiver`) yield encoded av.Packets.
+
+    Must be called synchronously from `pc.on("track")`, before aiortc starts the receiver
+    (when the transport connects).
     """
     setattr(track._queue, _ENCODED_MARK, True)  # type: ignore[attr-defined]
+    setattr(receiver, _RECEIVER_DECODER_QUEUE, _EncodedPassThrough(track._queue))  # type: ignore[attr-defined]
 
 
 def _decoder_worker(
@@ -63,29 +97,9 @@ def _decoder_worker(
     output_q: asyncio.Queue[Any],
     decode_error: threading.Event,
 ) -> None:
-    if not getattr(output_q, _ENCODED_MARK, False):
-        _ORIGINAL_DECODER_WORKER(loop, input_q, output_q, decode_error)
-        return
-    while True:
-        task = input_q.get()
-        if task is None:
-            _deliver(loop, output_q, None)
-            return
-        codec, encoded_frame = task
-        packet = av.Packet(encoded_frame.data)
-        packet.pts = encoded_frame.timestamp
-        packet.dts = encoded_frame.timestamp
-        packet.time_base = Fraction(1, codec.clockRate)
-        if not _deliver(loop, output_q, packet):
-            return
-
-
-def _deliver(loop: asyncio.AbstractEventLoop, output_q: asyncio.Queue[Any], item: Any) -> bool:
-    try:
-        loop.call_soon_threadsafe(output_q.put_nowait, item)
-    except RuntimeError:  # the event loop is closed: nobody is listening any more
-        return False
-    return True
+    if getattr(output_q, _ENCODED_MARK, False):
+        return  # a marked receiver delivers through _EncodedPassThrough, on the event loop
+    _ORIGINAL_DECODER_WORKER(loop, input_q, output_q, decode_error)
 
 
 def forward_keyframe_requests(sender: RTCRtpSender, callback: Callable[[], None]) -> None:

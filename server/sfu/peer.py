@@ -140,7 +140,7 @@ class MediaPeer:
                     label = self._incoming.get(id(transceiver))
                     if label is None:
                         return
-                    aiortc_hook.mark_encoded(track)
+                    aiortc_hook.mark_encoded(track, transceiver.receiver)
                     self._on_track(label, track, transceiver.receiver)
                     return
 
