@@ -17,9 +17,11 @@ Wiring for the SFU (all calls on the event loop)::
 - `pts` is the frame's RTP timestamp (or any per-track media clock; wraps and jumps are
   handled), `time_base` its unit, `arrival` a monotonic time in seconds, the same clock for
   every packet of a session. `keyframe` for VP8 is ``data[0] & 1 == 0``.
-- `on_packet` only enqueues (no I/O, no muxing): a dedicated thread per recorder muxes. The
-  queue is bounded (`max_queued` packets); on overflow packets are dropped and video waits for
-  the next keyframe (one is requested).
+- `on_packet` only appends to a batch (no I/O, no muxing); the batch goes to the recorder's
+  own mux thread every BATCH_S (one thread wake-up per batch, not per packet: per-packet
+  hand-offs cost more CPU than the muxing itself). What is queued is bounded (`max_queued`
+  packets); on overflow packets are dropped and video waits for the next keyframe (one is
+  requested).
 - Video starts at a keyframe: the recorder calls `request_keyframe()` (on the event loop) at
   start, on resume and when it waits for one; the SFU rate-limits the PLI upstream (D3).
 - Timestamps: see timeline.py (rebased per track, aligned by arrival, monotonic across pauses).
@@ -99,6 +101,9 @@ def vp8_keyframe_size(data: bytes) -> tuple[int, int] | None:
             int.from_bytes(data[8:10], "little") & 0x3FFF)
 
 
+BATCH_S = 0.1  # how long packets gather on the event loop before one hand-off to the mux thread
+
+
 class ParticipantRecorder:
     def __init__(self, *, participant_id: str, path: Path, key: DataKey,
                  request_keyframe: Callable[[], None], loop: asyncio.AbstractEventLoop,
@@ -118,6 +123,8 @@ class ParticipantRecorder:
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._queued = 0  # packets in the queue; touched on the loop (+) and thread (-)
         self._queued_lock = threading.Lock()
+        self._batch: list[_Frame] = []
+        self._flush_handle: asyncio.TimerHandle | None = None
         self._state = RecorderState.RECORDING
         self._video_needs_keyframe = "video" in kinds
         self._last_kf_request: float | None = None
@@ -155,7 +162,18 @@ class ParticipantRecorder:
                 self._video_needs_keyframe = True
                 self._ask_keyframe(arrival)
             return
-        self._queue.put(_Frame(kind, bytes(data), pts, time_base, keyframe, arrival))
+        self._batch.append(_Frame(kind, bytes(data), pts, time_base, keyframe, arrival))
+        if self._flush_handle is None:
+            self._flush_handle = self._loop.call_later(BATCH_S, self._flush)
+
+    def _flush(self) -> None:
+        """Hand the current batch to the mux thread (keeps packet order with control items)."""
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        if self._batch:
+            self._queue.put(self._batch)
+            self._batch = []
 
     def pause(self) -> None:
         if self._state is RecorderState.RECORDING:
@@ -164,6 +182,7 @@ class ParticipantRecorder:
     def resume(self) -> None:
         if self._state is RecorderState.PAUSED:
             self._state = RecorderState.RECORDING
+            self._flush()
             self._queue.put(_RESUME)
             if "video" in self._kinds:
                 self._video_needs_keyframe = True
@@ -173,6 +192,7 @@ class ParticipantRecorder:
         """Finish the file (trailer, last chunk) and return what was written. Idempotent."""
         if self._state not in (RecorderState.CLOSING, RecorderState.CLOSED):
             self._state = RecorderState.CLOSING
+            self._flush()
             self._queue.put(_CLOSE)
         info = await asyncio.shield(self._done)
         self._state = RecorderState.CLOSED
@@ -199,13 +219,14 @@ class ParticipantRecorder:
             if item is _RESUME:
                 self._mux.resume()
                 continue
-            assert isinstance(item, _Frame)
+            assert isinstance(item, list)
             with self._queued_lock:
-                self._queued -= 1
+                self._queued -= len(item)
             if error:
                 continue  # keep draining until close, so the queue never grows
             try:
-                self._mux.add(item)
+                for frame in item:
+                    self._mux.add(frame)
             except Exception as exc:  # disk full, muxer error: report, never crash the server
                 error = type(exc).__name__
                 log.exception("recording of participant %s failed", self.participant_id)
