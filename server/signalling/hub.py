@@ -164,8 +164,10 @@ class ConsultationHub:
         lobby = self.lobbies.get(cid)
         member = lobby.member(pid) if lobby is not None else None
         if member is not None:
-            await member.send(server_message("admitted"))
+            # Join the call first: the participant offers as soon as it reads `admitted`, and
+            # its own connection may handle that offer before this (host's) task goes on.
             await member.enter_call()
+            await member.send(server_message("admitted"))
             await self.announce_joined(cid, pid)
         await self.push_lobby(cid)
         return participant
