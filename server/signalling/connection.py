@@ -8,6 +8,8 @@ only authentication failures (4401), sustained flooding (4429) and the hub (4409
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import enum
 import json
 import logging
@@ -40,6 +42,7 @@ RATE_PER_S = 50.0
 BURST = 100.0
 STRIKE_LEAK_PER_S = 5.0  # tolerated refused messages per second ...
 STRIKE_LIMIT = 50.0  # ... and this many refused in a row closes 4429
+MEDIA_JOIN_WAIT_S = 10.0  # an offer right after `admitted` waits this long for the call join
 
 
 class ConnState(enum.StrEnum):
@@ -109,6 +112,7 @@ class SignallingConnection:
         self._actor: StaffActor | None = None
         self._pid = ""
         self._media: MediaSession | None = None
+        self._joining: asyncio.Event | None = None  # set once enter_call has joined (or failed)
         self.state = ConnState.AWAITING_HELLO
         self.close_code: int | None = None
 
@@ -263,20 +267,33 @@ class SignallingConnection:
         if self.state is not ConnState.ADMITTED:
             await self._error("not_admitted", "Please wait until the host lets you in.")
             return
+        if self._media is None and self._joining is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._joining.wait(), MEDIA_JOIN_WAIT_S)
         if self._media is None:
             await self._error("media_unavailable", "The call is not available.")
             return
         await self._media.handle(message.body)
 
-    async def enter_call(self) -> None:
+    def begin_call(self) -> None:
         if self.state not in (ConnState.WAITING, ConnState.ADMITTED) or self._media is not None:
             return
         self.state = ConnState.ADMITTED
-        consultation = await self._hub.services.consultations.get(self._cid)
+        if self._joining is None or self._joining.is_set():
+            self._joining = asyncio.Event()
+
+    async def enter_call(self) -> None:
+        self.begin_call()
+        joining = self._joining
+        if self.state is not ConnState.ADMITTED or self._media is not None or joining is None:
+            return
         try:
+            consultation = await self._hub.services.consultations.get(self._cid)
             self._media = await self._hub.join_media(self, consultation, self._media_notify)
         except DomainError as exc:
             await self._error(exc.code, exc.message)
+        finally:
+            joining.set()
 
     async def _media_notify(self, message: Mapping[str, Any]) -> None:
         if message.get("type") == "participant-joined":

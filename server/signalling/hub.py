@@ -49,6 +49,10 @@ class HubConnection(Protocol):
     @property
     def admitted(self) -> bool: ...
 
+    def begin_call(self) -> None:
+        """Admitted from now on; media messages wait until enter_call has joined the call."""
+        ...
+
     async def enter_call(self) -> None:
         """Admitted: move to ADMITTED and join the media room."""
         ...
@@ -164,10 +168,12 @@ class ConsultationHub:
         lobby = self.lobbies.get(cid)
         member = lobby.member(pid) if lobby is not None else None
         if member is not None:
-            # Join the call first: the participant offers as soon as it reads `admitted`, and
-            # its own connection may handle that offer before this (host's) task goes on.
-            await member.enter_call()
+            # The participant offers as soon as it reads `admitted`, and its own connection may
+            # handle that offer before this (host's) task has joined it to the call: begin_call
+            # makes such an offer wait for the join instead of failing.
+            member.begin_call()
             await member.send(server_message("admitted"))
+            await member.enter_call()
             await self.announce_joined(cid, pid)
         await self.push_lobby(cid)
         return participant
