@@ -12,6 +12,7 @@ import { CLOSE, Signalling } from './signalling.js';
 const FINAL = new Set(['ended', 'denied', 'removed', 'left', 'replaced']);
 const LOBBY_TYPES = new Set(['lobby']);
 const MAX_BACKOFF_MS = 8000;
+const WARM_PEER_MAX_AGE_MS = 120000;
 const DISCONNECTED_GRACE_MS = 4000;
 
 export class CallSession extends EventTarget {
@@ -27,6 +28,7 @@ export class CallSession extends EventTarget {
     this.participants = new Map();
     this.midInfo = new Map(); // mid -> {participant_id, track_id, kind}
     this.peer = null;
+    this.peerWarm = false;
     this.signalling = null;
     this.micMuted = false;
     this.cameraOff = false;
@@ -77,7 +79,28 @@ export class CallSession extends EventTarget {
       if (wasReconnecting) this.emit('notice', { key: 'live.reconnected' });
     } else {
       this.setState('waiting');
+      this.warmUp();
     }
+  }
+
+  newPeer() {
+    const peer = new Peer(this.iceServers, (type, fields) => this.send(type, fields));
+    peer.addEventListener('track', (e) => this.onTrack(e.detail));
+    peer.addEventListener('state', (e) => this.onPeerState(peer, e.detail));
+    return peer;
+  }
+
+  // While waiting: build the offer and gather ICE candidates now, so that being admitted
+  // costs one message instead of a gathering round (100-300 ms, more with STUN/TURN).
+  warmUp() {
+    if (this.peer) this.peer.close();
+    this.midInfo.clear();
+    this.peer = this.newPeer();
+    this.peerWarm = true;
+    const { stream, audioTrack } = this.local;
+    const videoTrack = this.cameraOff ? null : this.local.videoTrack;
+    this.peer.prepare(audioTrack || null, videoTrack || null, stream || null)
+      .catch((err) => console.warn('prepare failed', err && err.name));
   }
 
   upsertParticipant(p) {
@@ -92,12 +115,15 @@ export class CallSession extends EventTarget {
   }
 
   async startMedia() {
-    if (this.peer) this.peer.close();
-    this.midInfo.clear();
-    const peer = new Peer(this.iceServers, (type, fields) => this.send(type, fields));
-    this.peer = peer;
-    peer.addEventListener('track', (e) => this.onTrack(e.detail));
-    peer.addEventListener('state', (e) => this.onPeerState(peer, e.detail));
+    // A peer warmed up while waiting is used if it is recent; otherwise start afresh.
+    const warm = this.peerWarm && this.peer && Date.now() - this.peer.preparedAt < WARM_PEER_MAX_AGE_MS;
+    this.peerWarm = false;
+    if (!warm) {
+      if (this.peer) this.peer.close();
+      this.midInfo.clear();
+      this.peer = this.newPeer();
+    }
+    const peer = this.peer;
     this.setState('in-call');
     const { stream, audioTrack } = this.local;
     const videoTrack = this.cameraOff ? null : this.local.videoTrack;

@@ -59,16 +59,28 @@ export class Peer extends EventTarget {
     return run;
   }
 
-  // The one browser offer: audio + video sendrecv, complete ICE candidates.
+  // The one browser offer, built ahead of time if possible (e.g. while the patient waits to be
+  // admitted): audio + video sendrecv, local description set, ICE gathering complete.
+  prepare(audioTrack, videoTrack, stream) {
+    if (!this.prepared) {
+      this.preparedAt = Date.now();
+      this.prepared = this.enqueue(async () => {
+        const streams = stream ? [stream] : [];
+        this.audioTransceiver = this.pc.addTransceiver(audioTrack || 'audio', { direction: 'sendrecv', streams });
+        this.videoTransceiver = this.pc.addTransceiver(videoTrack || 'video', { direction: 'sendrecv', streams });
+        preferCodec(this.audioTransceiver, 'audio', 'audio/opus');
+        preferCodec(this.videoTransceiver, 'video', 'video/vp8');
+        await this.pc.setLocalDescription(await this.pc.createOffer());
+        await waitForGathering(this.pc);
+      });
+    }
+    return this.prepared;
+  }
+
+  // Send the one offer (prepared now if it was not already).
   start(audioTrack, videoTrack, stream) {
+    this.prepare(audioTrack, videoTrack, stream);
     return this.enqueue(async () => {
-      const streams = stream ? [stream] : [];
-      this.audioTransceiver = this.pc.addTransceiver(audioTrack || 'audio', { direction: 'sendrecv', streams });
-      this.videoTransceiver = this.pc.addTransceiver(videoTrack || 'video', { direction: 'sendrecv', streams });
-      preferCodec(this.audioTransceiver, 'audio', 'audio/opus');
-      preferCodec(this.videoTransceiver, 'video', 'video/vp8');
-      await this.pc.setLocalDescription(await this.pc.createOffer());
-      await waitForGathering(this.pc);
       this.send('offer', { sdp: this.pc.localDescription.sdp });
     });
   }
