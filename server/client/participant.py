@@ -31,10 +31,6 @@ from .peer import MediaPeer
 log = logging.getLogger("teleconsult.client")
 
 MEDIA_TYPES = frozenset({"offer", "answer"})
-# The offer can overtake the server's own admission (it sends `admitted`, then joins the call):
-# these refusals mean "not yet", and the offer is sent again a bounded number of times.
-RETRY_CODES = frozenset({"not_admitted", "media_unavailable"})
-MAX_OFFER_RETRIES = 20
 
 
 class ConsultationClient:
@@ -60,7 +56,6 @@ class ConsultationClient:
         self._in_call = asyncio.Event()
         self._welcomed = asyncio.Event()
         self._ended = asyncio.Event()
-        self._offer_retries = 0
         self._closed = False
 
     async def connect(self) -> None:
@@ -132,12 +127,7 @@ class ConsultationClient:
             await self.media.handle(message)
         elif kind == "error":
             self.errors.append(message)
-            if message.get("code") in RETRY_CODES and self._offer_retries < MAX_OFFER_RETRIES:
-                self._offer_retries += 1
-                await asyncio.sleep(0.05)  # back-off before asking again, not synchronisation
-                await self.media.resend_offer()
-            else:
-                log.warning("client %s: server error %s", self.media.name, message.get("code"))
+            log.warning("client %s: server error %s", self.media.name, message.get("code"))
         elif kind in ("ended", "removed", "denied"):
             self.state = str(kind)
 

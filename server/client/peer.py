@@ -124,12 +124,6 @@ class MediaPeer:
                 # in pack mode aiortc ignores PLIs: the track itself jumps to a keyframe
                 aiortc_hook.forward_keyframe_requests(sender, track.request_keyframe)
 
-    async def resend_offer(self) -> None:
-        """Send the same offer again (the server refused it before it could apply it)."""
-        if self._send is not None and self.pc.localDescription is not None \
-                and self.pc.signalingState == "have-local-offer":
-            await self._send({"v": 1, "type": "offer", "sdp": self.pc.localDescription.sdp})
-
     # -- signalling -----------------------------------------------------------------------
 
     async def handle(self, message: Mapping[str, Any]) -> None:
