@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
 from server.errors import Conflict, InvalidInput
@@ -92,7 +90,13 @@ async def test_mute_costs_no_bandwidth_and_unmute_resumes_at_a_keyframe() -> Non
                 return sum(s.packetsReceived for s in stats.values()
                            if s.type == "inbound-rtp" and s.kind == "video")
 
-            await asyncio.sleep(0.3)  # let in-flight frames drain
+            # Frames queued before the mute still go out; once the publisher has sent a few
+            # more frames (all dropped by the mute) and the subscriber queues are empty, nothing
+            # is in flight any more.
+            muted_at = published.frames_in
+            await wait_for_condition(
+                lambda: published.frames_in >= muted_at + 5 and all(t.queued == 0 for t in outgoing),
+                timeout_s=10, what="frames queued before the mute have left")
             out_before = sum(t.frames_out for t in outgoing)
             in_before = published.frames_in
             pkts_before = await b_inbound_video_packets()

@@ -228,6 +228,11 @@ class SubscriberTrack(MediaStreamTrack):
     def source(self) -> PublishedTrack | None:
         return self._source
 
+    @property
+    def queued(self) -> int:
+        """Frames waiting for the sender."""
+        return self._queue.qsize()
+
     def set_source(self, source: PublishedTrack | None) -> None:
         """Forward `source` from its next keyframe on (None: forward nothing)."""
         if source is self._source:
