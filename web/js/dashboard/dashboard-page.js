@@ -11,8 +11,9 @@ import { CallView } from '../call/call-view.js';
 import { acquireMedia, savedDevices } from '../call/local-media.js';
 import { beep } from './beep.js';
 import { IdleGuard } from './idle.js';
+import { RecordingsPanel } from './recordings.js';
 
-const app = { me: null, state: 'loading', current: null, session: null, view: null, lobby: [], seen: new Set(), idle: null, consultations: [] };
+const app = { me: null, state: 'loading', current: null, session: null, view: null, lobby: [], seen: new Set(), idle: null, consultations: [], recordings: null };
 
 Object.defineProperty(window, 'teleconsult', {
   value: Object.freeze({
@@ -58,6 +59,7 @@ async function showList() {
     app.consultations = [];
   }
   renderList();
+  if (app.recordings) await app.recordings.refresh();
 }
 
 function renderList() {
@@ -297,13 +299,17 @@ async function main() {
   const signedIn = $('signed-in');
   const showName = () => { signedIn.textContent = t('dash.signedInAs', { name: me.display_name || me.email }); };
   showName();
-  onLanguageChange(() => { showName(); if (!$('view-list').hidden) renderList(); });
+  onLanguageChange(() => { showName(); if (!$('view-list').hidden) { renderList(); if (app.recordings) app.recordings.render(); } });
   $('main').hidden = false;
   app.idle = new IdleGuard(me.idle_timeout_s || 1800, {
     onTimeout: idleTimeout,
     touch: () => api('GET', '/api/me').catch((err) => { if (err instanceof ApiError && err.status === 401) idleTimeout(); }),
     busy: () => !!app.session && app.session.state === 'in-call'
       && [...app.session.participants.keys()].some((pid) => pid !== app.session.selfId),
+  });
+  app.recordings = new RecordingsPanel({
+    labelFor: (cid) => { const c = app.consultations.find((x) => x.id === cid); return c ? c.label : null; },
+    onUnauthenticated: goLogin,
   });
   $('new-form').addEventListener('submit', createConsultation);
   $('back').addEventListener('click', () => { stopCall(); showList(); });
