@@ -83,14 +83,29 @@ def wait_js(page: Any, expression: str, what: str, timeout_s: float = 20, arg: A
     # A bare expression would be eval()ed in the page, which the CSP forbids: wrap it in a function.
     if not expression.lstrip().startswith(("(", "async")):
         expression = f"() => ({expression})"
+    if expression.lstrip().startswith("async"):
+        # page.wait_for_function takes the Promise an async predicate returns for "true" and
+        # returns at once: poll the awaited value instead (bounded).
+        deadline = time.monotonic() + timeout_s
+        while True:
+            value = page.evaluate(expression, arg)
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                _timed_out(page, what, timeout_s, None)
+            page.wait_for_timeout(50)  # poll interval of a bounded wait
     try:
         return page.wait_for_function(expression, arg=arg, timeout=timeout_s * 1000)
     except Exception as exc:  # the Playwright TimeoutError, with what we waited for
-        try:
-            state = page.evaluate("window.teleconsult && window.teleconsult.state")
-        except Exception:  # the page may be gone
-            state = "?"
-        raise AssertionError(f"timed out after {timeout_s}s waiting for {what} (page state {state!r})") from exc
+        _timed_out(page, what, timeout_s, exc)
+
+
+def _timed_out(page: Any, what: str, timeout_s: float, cause: BaseException | None) -> None:
+    try:
+        state = page.evaluate("window.teleconsult && window.teleconsult.state")
+    except Exception:  # the page may be gone
+        state = "?"
+    raise AssertionError(f"timed out after {timeout_s}s waiting for {what} (page state {state!r})") from cause
 
 
 def create_doctor(env: Mapping[str, str], email: str, name: str) -> str:
