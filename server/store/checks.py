@@ -58,6 +58,19 @@ def dump_json(value: Mapping[str, Any]) -> str:
         raise TypeError(f"a document or payload must be JSON-serialisable: {exc}") from None
 
 
+def checked_document(
+    kind: str, doc_id: str, doc: Mapping[str, Any], ttl_s: float | None, index: Mapping[str, str] | None
+) -> tuple[str, list[tuple[str, str]]]:
+    """Validate put_doc's arguments (both backends refuse the same input the same way);
+    returns the document's JSON text and its index entries."""
+    check_kind(kind)
+    check_id(doc_id)
+    if ttl_s is not None:
+        check_ttl(ttl_s)
+    entries = index_entries(index)
+    return dump_json(doc), entries
+
+
 def load_json(text: str) -> JSONDict:
     value = json.loads(text)
     if not isinstance(value, dict):

@@ -39,8 +39,8 @@ from .checks import (
     check_id,
     check_kind,
     check_ttl,
+    checked_document,
     dump_json,
-    index_entries,
     load_json,
 )
 
@@ -169,13 +169,10 @@ class RedisStore:
         ttl_s: float | None = None,
         index: Mapping[str, str] | None = None,
     ) -> None:
-        check_kind(kind)
-        check_id(doc_id)
-        if ttl_s is not None:
-            check_ttl(ttl_s)
-        entries = index_entries(index)
-        dump_json(doc)  # refuses a non-mapping or a non-JSON value with a clear error
-        raw = dump_json({"doc": dict(doc), "index": dict(entries)})
+        body, entries = checked_document(kind, doc_id, doc, ttl_s, index)
+        # The stored value carries the index next to the document (to clean it on replace);
+        # the document's JSON text is embedded as is, not serialised a second time.
+        raw = f'{{"doc":{body},"index":{dump_json(dict(entries))}}}'
         doc_key = self._doc_key(kind, doc_id)
         async with self._guard() as r, r.pipeline(transaction=True) as pipe:
             for _ in range(MAX_WATCH_RETRIES):

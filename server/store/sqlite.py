@@ -28,8 +28,8 @@ from .checks import (
     check_id,
     check_kind,
     check_ttl,
+    checked_document,
     dump_json,
-    index_entries,
     load_json,
 )
 
@@ -120,12 +120,7 @@ class SQLiteStore:
         ttl_s: float | None = None,
         index: Mapping[str, str] | None = None,
     ) -> None:
-        check_kind(kind)
-        check_id(doc_id)
-        if ttl_s is not None:
-            check_ttl(ttl_s)
-        body = dump_json(doc)
-        entries = index_entries(index)
+        body, entries = checked_document(kind, doc_id, doc, ttl_s, index)
 
         def write(c: sqlite3.Connection) -> None:
             now = time.time()
