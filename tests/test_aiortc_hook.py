@@ -38,7 +38,7 @@ def test_remote_stream_track_has_an_asyncio_queue() -> None:
     assert isinstance(track._queue, asyncio.Queue)
 
 
-def test_receiver_hands_frames_to_its_private_decoder_queue() -> None:
+async def test_receiver_hands_frames_to_its_private_decoder_queue() -> None:
     """mark_encoded swaps `_RTCRtpReceiver__decoder_queue`: aiortc must still put each
     depayloaded (codec, frame) there, and a None when it stops."""
     handle = inspect.getsource(RTCRtpReceiver._handle_rtp_packet)

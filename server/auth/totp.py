@@ -108,6 +108,3 @@ async def use_recovery_code(store: Store, account_id: str, code: str) -> bool:
         str(payload.get("account_id", "")).encode(), account_id.encode()
     )
 
-
-async def remaining_recovery_codes(store: Store, keys: tuple[str, ...]) -> int:
-    return sum([1 for key in keys if await store.peek_token(RECOVERY_KIND, key) is not None])

@@ -21,7 +21,6 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from fractions import Fraction
 from typing import Any, Protocol
 
 from ..clock import Clock
@@ -51,14 +50,6 @@ PHASE_STATES = {ConsentPhase.IDLE: "off", ConsentPhase.AWAITING: "waiting",
 
 Send = Callable[[str, Mapping[str, Any]], Awaitable[None]]
 StartSession = Callable[[Callable[[str], None]], Awaitable[RecordingSession]]
-
-
-class EncodedFrameLike(Protocol):
-    kind: str
-    data: bytes
-    pts: int
-    time_base: Fraction
-    is_keyframe: bool
 
 
 class TrackLike(Protocol):
@@ -110,7 +101,6 @@ class RecordingController:
         self._state = "off"
         self._lock = asyncio.Lock()
         self._loop = asyncio.get_running_loop()
-        self.sessions: list[RecordingSession] = []  # every session this controller ran
 
     @property
     def state(self) -> str:
@@ -131,6 +121,7 @@ class RecordingController:
     async def left(self, pid: str) -> None:
         async with self._lock:
             self._pending_prompt.pop(pid, None)
+            self._lang.pop(pid, None)
             await self._detach(pid)
             await self._apply(self.machine.participant_left(pid))
 
@@ -220,7 +211,6 @@ class RecordingController:
         if self._session is not None:
             return
         self._session = await self._start_session(self._request_keyframe)
-        self.sessions.append(self._session)
         room = self._room()
         if room is not None:
             room.add_publication_listener(self._on_publication)

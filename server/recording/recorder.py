@@ -152,11 +152,7 @@ class ParticipantRecorder:
                 self._ask_keyframe(arrival)
                 return
             self._video_needs_keyframe = False
-        with self._queued_lock:
-            full = self._queued >= self._max_queued
-            if not full:
-                self._queued += 1
-        if full:
+        if self._queued + len(self._batch) >= self._max_queued:  # a racy read is fine: a bound
             self._dropped += 1
             if kind == "video":
                 self._video_needs_keyframe = True
@@ -172,6 +168,8 @@ class ParticipantRecorder:
             self._flush_handle.cancel()
             self._flush_handle = None
         if self._batch:
+            with self._queued_lock:
+                self._queued += len(self._batch)
             self._queue.put(self._batch)
             self._batch = []
 
@@ -235,7 +233,6 @@ class ParticipantRecorder:
         except Exception as exc:
             error = error or f"{type(exc).__name__}"
             log.exception("closing recording of participant %s failed", self.participant_id)
-            self._writer.close()
         info = RecordingFileInfo(
             participant_id=self.participant_id, file_name=self.path.name,
             ciphertext_bytes=self._writer.ciphertext_bytes,

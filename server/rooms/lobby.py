@@ -70,13 +70,6 @@ class Lobby(Generic[M]):
     def __len__(self) -> int:
         return len(self._members)
 
-    async def send_to(self, participant_id: str, message: Mapping[str, Any]) -> bool:
-        member = self._members.get(participant_id)
-        if member is None:
-            return False
-        await _safe_send(member, message)
-        return True
-
     async def send_host(self, message: Mapping[str, Any]) -> None:
         host = self.host()
         if host is not None:
@@ -90,11 +83,6 @@ class Lobby(Generic[M]):
         for pid, member in list(self._members.items()):
             if (wanted is None or pid in wanted) and pid not in skip:
                 await _safe_send(member, message)
-
-    async def close_member(self, participant_id: str, code: int, reason: str) -> None:
-        member = self._members.pop(participant_id, None)
-        if member is not None:
-            await member.close(code, reason)
 
     async def close(self, code: int, reason: str, *, final: Mapping[str, Any] | None = None) -> None:
         """Send `final` to everyone, then close every connection. Idempotent."""

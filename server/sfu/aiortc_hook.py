@@ -48,10 +48,6 @@ def install() -> None:
     rtcrtpreceiver.decoder_worker = _decoder_worker
 
 
-def is_installed() -> bool:
-    return rtcrtpreceiver.decoder_worker is _decoder_worker
-
-
 _RECEIVER_DECODER_QUEUE = "_RTCRtpReceiver__decoder_queue"
 
 

@@ -87,8 +87,8 @@ class PublishedTrack:
         self._task: asyncio.Task[None] | None = None
         self._pli_task: asyncio.Task[None] | None = None
         self._pli_pending = False
+        self._time_base = Fraction(1, CLOCK_RATES[self.kind])
         self.frames_in = 0
-        self.frames_forwarded = 0
         self.keyframe_requests_sent = 0
 
     @property
@@ -163,25 +163,24 @@ class PublishedTrack:
                 log.error("sfu track %s/%s yields decoded frames: hook missing",
                           self.publisher_id, self.label)
                 return
+            self.frames_in += 1
+            if self._muted:
+                continue  # a muted track costs nothing beyond reading it
             data = bytes(packet)
             frame = EncodedFrame(
                 kind=self.kind,
                 data=data,
                 pts=int(packet.pts or 0),
-                time_base=Fraction(packet.time_base or Fraction(1, CLOCK_RATES[self.kind])),
+                time_base=packet.time_base or self._time_base,
                 is_keyframe=self.kind == "audio" or is_vp8_keyframe(data),
             )
-            self.frames_in += 1
-            if self._muted:
-                continue
             for sink in tuple(self._sinks):
                 try:
                     sink(frame)
                 except Exception:
                     log.exception("sfu sink failed on track %s/%s", self.publisher_id, self.label)
             for subscriber in tuple(self._subscribers):
-                if subscriber.push(self, frame):
-                    self.frames_forwarded += 1
+                subscriber.push(self, frame)
 
     async def close(self) -> None:
         """Stop reading; detach every subscriber (idempotent)."""

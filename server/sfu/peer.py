@@ -125,7 +125,6 @@ class MediaPeer:
         self._reactivated: set[int] = set()  # ids of receiving transceivers reopened
         self._negotiated: dict[str, aiortc_hook.NegotiatedRtp] = {}
         self.negotiation = Negotiation.AWAITING_OFFER
-        self.offers_sent = 0
         self.pc = self._new_pc()
 
     # -- connection ---------------------------------------------------------------------
@@ -149,10 +148,6 @@ class MediaPeer:
             self._on_connection_state(pc.connectionState)
 
         return pc
-
-    @property
-    def connection_state(self) -> str:
-        return str(self.pc.connectionState)
 
     def _add_receiving(self, kind: str, label: str) -> RTCRtpTransceiver:
         transceiver = self.pc.addTransceiver(kind, direction="recvonly")
@@ -241,9 +236,6 @@ class MediaPeer:
                 slot.transceiver.direction = "inactive"
                 self.schedule_negotiation()
 
-    def subscriptions(self) -> list[PublishedTrack]:
-        return [s.track.source for s in self._slots if s.track.source is not None]
-
     def outgoing_tracks(self) -> list[SubscriberTrack]:
         return [s.track for s in self._slots]
 
@@ -302,7 +294,6 @@ class MediaPeer:
                            and t.direction == "recvonly"}
                 sdp_text = announce_host_candidates(self.pc.localDescription.sdp,
                                                     self._ice.announce_address)
-                self.offers_sent += 1
             try:
                 await self._send(offer_message(sdp_text, tracks, receive))
             except Exception:

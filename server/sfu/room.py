@@ -79,7 +79,6 @@ class CallParticipant:
         self.participant_id = participant_id
         self.state = ParticipantState.JOINING
         self.on_closed: ClosedCallback | None = None
-        self.close_reason: str | None = None
         self._room = room
         self._notify = notify
         self._published: dict[str, PublishedTrack] = {}
@@ -206,7 +205,6 @@ class CallParticipant:
         if self.state is ParticipantState.CLOSED:
             return
         self.state = ParticipantState.CLOSED
-        self.close_reason = reason
         tracks = list(self._published.values())
         self._published.clear()
         self._room.remove(self, tracks)

@@ -30,13 +30,13 @@ from ..recording.evidence import ConsentEvidence
 from ..recording.keys import RecordingKeys
 from ..recording.session import RecordingSession
 from ..store.base import DocumentStore
+from .hub import HOST_PARTICIPANT_ID
 from .media_gateway import MediaGateway, MediaSession, Notify, SfuMediaGateway
 
 log = logging.getLogger("teleconsult.recording")
 
 RECORDING_MESSAGE_TYPES = frozenset({"record-request", "record-stop", "consent",
                                      "consent-withdraw", "language"})
-HOST_PARTICIPANT_ID = "host"  # as server.signalling.hub.HOST_PARTICIPANT_ID
 
 ControllerFactory = Callable[[str, Callable[[str, Mapping[str, Any]], Awaitable[None]]],
                             RecordingController]
