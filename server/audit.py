@@ -24,8 +24,8 @@ from typing import Any, TextIO
 
 from .clock import Clock
 from .store.base import AuditRecord, AuditStore
+from .store.checks import GENESIS_HASH
 
-GENESIS_HASH = "0" * 64
 PAGE_SIZE = 1000
 
 # At most 40 characters: every 256-bit token (43 base64url characters, 64 hex) is refused,

@@ -7,6 +7,7 @@ TOML file > defaults. Every problem raises ConfigError with one line naming the 
 from __future__ import annotations
 
 import dataclasses
+import hmac
 import os
 import tomllib
 from collections.abc import Mapping
@@ -39,7 +40,7 @@ class Secret:
         return bool(self._value)
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
+        return isinstance(other, Secret) and hmac.compare_digest(other._value.encode(), self._value.encode())
 
     def __hash__(self) -> int:
         return hash(self._value)
@@ -167,7 +168,7 @@ def _validate(s: Settings) -> None:
             except OSError as exc:
                 raise bad(name, f"cannot read {p}: {exc.strerror}") from None
     for name in ("session_idle_s", "session_absolute_s", "invite_ttl_s", "room_token_ttl_s",
-                 "setup_token_ttl_s", "turn_ttl_s", "reauth_window_s"):
+                 "setup_token_ttl_s", "enrol_token_ttl_s", "turn_ttl_s", "reauth_window_s"):
         if getattr(s, name) <= 0:
             raise bad(name, "must be a positive number of seconds")
     if not 2 <= s.max_participants_default <= 8:

@@ -23,7 +23,13 @@ from ..config import Settings
 from ..errors import InvalidInput, NotFound, Unauthenticated
 from .auth_context import AUTH, require_recent_auth, require_staff, session_cookie_name, session_token
 from .keys import AUDIT, CLOCK, SETTINGS, STORE
-from .security import CSRF_COOKIE, new_csrf_token, set_csrf_cookie
+from .security import (
+    CSRF_COOKIE,
+    clear_private_cookie,
+    new_csrf_token,
+    set_csrf_cookie,
+    set_private_cookie,
+)
 
 log = logging.getLogger("teleconsult.auth")
 routes = web.RouteTableDef()
@@ -84,17 +90,11 @@ def _enrol_cookie_name(settings: Settings) -> str:
 
 
 def set_session_cookie(response: web.StreamResponse, token: str, settings: Settings) -> None:
-    response.set_cookie(
-        session_cookie_name(settings), token, path="/", httponly=True, samesite="Strict",
-        secure=settings.tls_enabled,
-    )
+    set_private_cookie(response, session_cookie_name(settings), token, settings)
 
 
 def clear_session_cookie(response: web.StreamResponse, settings: Settings) -> None:
-    response.del_cookie(
-        session_cookie_name(settings), path="/", secure=settings.tls_enabled, httponly=True,
-        samesite="Strict",
-    )
+    clear_private_cookie(response, session_cookie_name(settings), settings)
 
 
 def _address(request: web.Request) -> str:
@@ -119,10 +119,7 @@ async def enrol_start(request: web.Request) -> web.Response:
         "totp_uri": started.totp_uri, "qr_svg": started.qr_svg,
     })
     settings = request.app[SETTINGS]
-    response.set_cookie(
-        _enrol_cookie_name(settings), started.binding, path="/", httponly=True, samesite="Strict",
-        secure=settings.tls_enabled, max_age=30 * 60,
-    )
+    set_private_cookie(response, _enrol_cookie_name(settings), started.binding, settings, max_age=30 * 60)
     return response
 
 
@@ -140,7 +137,7 @@ async def enrol_finish(request: web.Request) -> web.Response:
     )
     log.info("account %s enrolled", result.account.id)
     response = web.json_response({"recovery_codes": result.recovery_codes})
-    response.del_cookie(_enrol_cookie_name(settings), path="/", secure=settings.tls_enabled)
+    clear_private_cookie(response, _enrol_cookie_name(settings), settings)
     return response
 
 

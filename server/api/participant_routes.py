@@ -10,6 +10,7 @@ from ..errors import InvalidInput
 from ..rooms.models import Participant
 from .consultation_routes import HUB, read_json
 from .keys import SETTINGS
+from .security import clear_private_cookie, set_private_cookie
 
 PARTICIPANT_COOKIE = "tc_participant"
 COOKIE_PATH = "/api/"
@@ -39,10 +40,8 @@ async def join(request: web.Request) -> web.Response:
         {"consultation_id": p.consultation_id, "participant_id": p.participant_id, "role": p.role.value},
         status=201,
     )
-    response.set_cookie(
-        PARTICIPANT_COOKIE, result.session_secret, path=COOKIE_PATH, httponly=True,
-        samesite="Strict", secure=request.app[SETTINGS].tls_enabled,
-    )
+    set_private_cookie(response, PARTICIPANT_COOKIE, result.session_secret, request.app[SETTINGS],
+                       path=COOKIE_PATH)
     return response
 
 
@@ -56,5 +55,5 @@ async def leave(request: web.Request) -> web.Response:
     p = await current_participant(request)
     await request.app[HUB].leave(p)
     response = web.Response(status=204)
-    response.del_cookie(PARTICIPANT_COOKIE, path=COOKIE_PATH)
+    clear_private_cookie(response, PARTICIPANT_COOKIE, request.app[SETTINGS], path=COOKIE_PATH)
     return response

@@ -63,9 +63,14 @@ async def _visible_consultations(request: web.Request, actor: StaffActor) -> set
 async def _recording_for(request: web.Request, actor: StaffActor) -> dict[str, Any]:
     rid = request.match_info["rid"]
     doc = await request.app[STORE].get_doc(RECORDING_KIND, rid)
-    visible = await _visible_consultations(request, actor)
-    if doc is None or (visible is not None and str(doc["consultation_id"]) not in visible):
+    if doc is None:
         raise NotFound("No such recording.", code="recording_not_found")
+    from .consultation_routes import HUB
+
+    try:
+        await request.app[HUB].services.consultations.get_for(str(doc["consultation_id"]), actor)
+    except NotFound:
+        raise NotFound("No such recording.", code="recording_not_found") from None
     return doc
 
 

@@ -81,6 +81,21 @@ def check_csrf(request: web.Request) -> None:
         raise Forbidden("Missing or invalid CSRF token; reload the page.", code="csrf")
 
 
+def set_private_cookie(
+    response: web.StreamResponse, name: str, value: str, settings: Settings, *, path: str = "/",
+    max_age: int | None = None,
+) -> None:
+    """A cookie scripts cannot read: HttpOnly, SameSite=Strict, Secure under TLS."""
+    response.set_cookie(name, value, path=path, httponly=True, samesite="Strict",
+                        secure=settings.tls_enabled, max_age=max_age)
+
+
+def clear_private_cookie(
+    response: web.StreamResponse, name: str, settings: Settings, *, path: str = "/"
+) -> None:
+    response.del_cookie(name, path=path, httponly=True, samesite="Strict", secure=settings.tls_enabled)
+
+
 def set_csrf_cookie(response: web.StreamResponse, token: str, settings: Settings) -> None:
     response.set_cookie(
         CSRF_COOKIE, token, path="/", secure=settings.tls_enabled, httponly=False, samesite="Strict"

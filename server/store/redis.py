@@ -246,12 +246,13 @@ class RedisStore:
                 if raw is None:
                     stale += [doc_id, ""]
                     continue
+                stored = load_json(raw)  # parsed once: index and document
                 if must_match is not None:
                     name, value = must_match
-                    if _stored_index(raw).get(name) != value:
+                    if _index_of(stored).get(name) != value:
                         stale += [doc_id, raw]
                         continue
-                docs.append(_stored_doc(raw))
+                docs.append(_doc_of(stored))
             if stale:
                 await self._clean(keys=[set_key], args=[self._doc_key(kind, ""), *stale])
         return docs
@@ -383,14 +384,20 @@ def _ms(ttl_s: float) -> int:
 
 
 def _stored_index(raw: str | None) -> dict[str, str]:
-    if raw is None:
-        return {}
-    index = load_json(raw).get("index") or {}
-    return {str(k): str(v) for k, v in index.items()}
+    return {} if raw is None else _index_of(load_json(raw))
 
 
 def _stored_doc(raw: str) -> JSONDict:
-    doc = load_json(raw).get("doc")
+    return _doc_of(load_json(raw))
+
+
+def _index_of(stored: JSONDict) -> dict[str, str]:
+    index = stored.get("index") or {}
+    return {str(k): str(v) for k, v in index.items()}
+
+
+def _doc_of(stored: JSONDict) -> JSONDict:
+    doc = stored.get("doc")
     if not isinstance(doc, dict):
         raise ValueError("stored document is not a JSON object")
     return doc
