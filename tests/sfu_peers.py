@@ -101,9 +101,10 @@ class ReceivedTrack:
     frames: int = 0
     times: list[float] = field(default_factory=list)
 
-    def max_gap_since(self, start: float) -> float:
-        points = [start, *[t for t in self.times if t >= start]]
-        return max((b - a for a, b in itertools.pairwise(points)), default=float("inf"))
+    def max_gap_since(self, start: float, end: float) -> float:
+        """Longest time without a frame in [start, end] (video that stops counts to `end`)."""
+        points = [start, *[t for t in self.times if start <= t <= end], end]
+        return max(b - a for a, b in itertools.pairwise(points))
 
 
 class ClientPeer:

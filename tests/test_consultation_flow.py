@@ -90,6 +90,7 @@ async def test_join_lobby_admit_reconnect_end(
         assert sorted(i["state"] for i in invites) == ["revoked", "used"]
 
         received_urls = [str(r.getMessage()) for r in caplog.records]
+    assert any("POST /api/join" in line for line in received_urls)  # the access log was captured
     for line in received_urls:
         assert token not in line and spare not in line
         assert "Ann Example" not in line

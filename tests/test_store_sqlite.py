@@ -117,11 +117,10 @@ async def test_the_event_loop_keeps_running_while_the_database_is_locked(tmp_pat
     try:
         other.execute("BEGIN IMMEDIATE")  # another process holds the write lock
         write = asyncio.create_task(store.put_doc("account", "a1", {}))
-        ticks = 0
-        for _ in range(20):
-            await asyncio.sleep(0)
-            ticks += 1
-        assert ticks == 20 and not write.done()
+        fired = asyncio.Event()
+        asyncio.get_running_loop().call_later(0.05, fired.set)
+        await asyncio.wait_for(fired.wait(), timeout=2)  # the loop serves timers meanwhile
+        assert not write.done()
         other.execute("COMMIT")
         await asyncio.wait_for(write, timeout=5)
         assert await store.get_doc("account", "a1") == {}

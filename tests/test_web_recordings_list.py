@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import sync_playwright
 
-from tests.browser_helpers import api_call, chromium, dictionary, screenshot, wait_js
+from tests.browser_helpers import api_call, chromium, dictionary, screenshot, wait_frames_grow, wait_js
 from tests.journey_steps import PASSWORD, admit, doctor_in_call, media_flowing, patient_link, patient_waiting
 from tests.server_process import running_server
 
@@ -32,34 +32,10 @@ REAUTH_EXPIRED = """async () => {
   const r = await fetch('/api/recordings/none', {method: 'DELETE', headers: {'X-CSRF-Token': c.csrf_token}});
   return r.status === 403 && (await r.json()).error.code === 'reauth_required';
 }"""
-FRAMES = """async () => {
-  let n = 0;
-  (await window.teleconsult.pc.getStats()).forEach((s) => {
-    if (s.type === 'inbound-rtp' && s.kind === 'video') n += s.framesDecoded || 0;
-  });
-  return n;
-}"""
-
-
-def until(page: Any, check: str, what: str, arg: Any = None, timeout_s: float = 10) -> None:
-    """Bounded wait on an async condition (page.wait_for_function would take its Promise for a
-    truthy value): checked in the page every 100 ms until it holds or the deadline passes."""
-    loop = f"""async (arg) => {{
-      const check = {check};
-      const deadline = Date.now() + {int(timeout_s * 1000)};
-      while (Date.now() < deadline) {{
-        if (await check(arg)) return true;
-        await new Promise((resolve) => setTimeout(resolve, 100));
-      }}
-      return false;
-    }}"""
-    assert page.evaluate(loop, arg), f"timed out after {timeout_s}s waiting for {what}"
-
-
 def wait_reauth_expired(probe: Any) -> None:
     """In a second (unwatched) tab of the doctor's session: until the server asks for a
     re-authentication again."""
-    until(probe, REAUTH_EXPIRED, "the re-authentication window to pass")
+    wait_js(probe, REAUTH_EXPIRED, "the re-authentication window to pass", timeout_s=10)
 
 
 def test_recordings_list_download_and_delete(tmp_path: Path) -> None:
@@ -82,9 +58,7 @@ def test_recordings_list_download_and_delete(tmp_path: Path) -> None:
             wait_js(patient, SHOWN, "the patient's consent prompt", arg="#consent-prompt")
             patient.click("#consent-yes")
             wait_js(doctor, SHOWN, "the doctor's recording indicator", arg="#recording-indicator")
-            start = doctor.evaluate(FRAMES)
-            until(doctor, f"async (start) => (await ({FRAMES})()) >= start + 30", "frames while recording",
-                  arg=start)
+            wait_frames_grow(doctor, "frames while recording", grow_by=30)
             doctor.click("#btn-record-stop")
             wait_js(doctor, SHOWN, "the Record button back", arg="#btn-record")
 
