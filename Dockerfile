@@ -11,9 +11,9 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 RUN groupadd --system teleconsult \
  && useradd --system --gid teleconsult --home-dir /var/lib/teleconsult --shell /usr/sbin/nologin teleconsult \
- && mkdir -p /var/lib/teleconsult/data /var/lib/teleconsult/recordings /app \
+ && mkdir -p /var/lib/teleconsult/data /var/lib/teleconsult/recordings /var/lib/teleconsult/backups /app \
  && chown -R teleconsult:teleconsult /var/lib/teleconsult \
- && chmod 0700 /var/lib/teleconsult/data /var/lib/teleconsult/recordings
+ && chmod 0700 /var/lib/teleconsult/data /var/lib/teleconsult/recordings /var/lib/teleconsult/backups
 
 WORKDIR /app
 COPY pyproject.toml constraints.txt README.md ./
@@ -23,7 +23,7 @@ COPY web ./web
 RUN pip install -c constraints.txt -e .
 
 USER teleconsult
-VOLUME ["/var/lib/teleconsult/data", "/var/lib/teleconsult/recordings"]
+VOLUME ["/var/lib/teleconsult/data", "/var/lib/teleconsult/recordings", "/var/lib/teleconsult/backups"]
 EXPOSE 8080/tcp
 # Media (WebRTC over UDP) uses ephemeral ports: run with --network host, or restrict the ICE
 # addresses (TELECONSULT_ICE_HOST_ADDRESSES) and announce the public one (TELECONSULT_ICE_ANNOUNCE_ADDRESS).

@@ -27,7 +27,7 @@ test: setup-dev
 	bash scripts/test.sh
 
 lint: setup-dev
-	$(VENV)/bin/ruff check server tests bench
+	$(VENV)/bin/ruff check server client tests bench
 	$(VENV)/bin/mypy
 
 clean:

@@ -75,6 +75,7 @@ def server_env(data_dir: Path, extra: Mapping[str, str] | None = None) -> dict[s
         TELECONSULT_RECORDINGS_DIR=str(data_dir / "recordings"),
         TELECONSULT_ICE_HOST_ADDRESSES="127.0.0.1",
         TELECONSULT_LOG_LEVEL="WARNING",
+        TELECONSULT_E2EE_POLICY="off",  # as before E2EE; bench.load --e2ee runs "required" too
     )
     env.update(extra or {})
     return env
@@ -93,6 +94,26 @@ def _wait_healthy(child: Child, path: str, timeout_s: float = 30) -> None:
             pass
         time.sleep(0.05)  # poll interval of a bounded wait on a child process
     raise RuntimeError("child not healthy in time")
+
+
+SERVER_CPUS = {0}
+
+
+def pin_cpus() -> bool:
+    """With 2 or more CPUs the pool runs on CPU 0 and the generator on the others, so that what is
+    compared (W = 1 vs W = 2, packet vs frame) gets one core of its own rather than what the
+    kernel's interleaving of the generator with the server leaves it."""
+    return len(os.sched_getaffinity(0)) >= 2
+
+
+def pin_pool(pids: list[int]) -> None:
+    for pid in pids:  # every thread of each process (-a); threads made later inherit it
+        subprocess.run(["taskset", "-a", "-cp", ",".join(map(str, SERVER_CPUS)), str(pid)],
+                       check=True, stdout=subprocess.DEVNULL, timeout=10)
+
+
+def generator_cpus() -> None:
+    os.sched_setaffinity(0, os.sched_getaffinity(0) - SERVER_CPUS)
 
 
 @contextlib.contextmanager

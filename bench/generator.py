@@ -27,11 +27,12 @@ from typing import Any
 import aiohttp
 
 from bench.common import cpu_seconds
-from server.client.api import ApiClient, token_from_link
-from server.client.media import PreparedMedia, SendLog
-from server.client.participant import ConsultationClient
-from server.client.peer import MediaOptions, MediaPeer
-from server.client.receiving import percentile
+from client.api import ApiClient, token_from_link
+from client.e2ee import parse_fragment
+from client.media import PreparedMedia, SendLog
+from client.participant import ConsultationClient
+from client.peer import MediaOptions, MediaPeer
+from client.receiving import percentile
 from server.sfu import aiortc_hook
 
 
@@ -50,15 +51,18 @@ async def sfu_group(index: int, party: int, base_url: str, staff: ApiClient, opt
     cid = await staff.create_consultation(label=f"bench {index}", max_participants=max(2, party))
     group = Group(cid=cid)
     patients: list[ConsultationClient] = []
+    host = ConsultationClient(staff, cid, MediaPeer(f"c{index}-host", options),
+                              room_token=await staff.room_token(cid), auto_admit=True)
     for j in range(party - 1):
         api = await ApiClient.open(base_url)
         group.closers.append(api)
-        await api.join(token_from_link(await staff.invite(cid)), f"P{j}")
-        client = ConsultationClient(api, cid, MediaPeer(f"c{index}-p{j}", options), auto_consent=True)
+        # the host's link secret rides in the fragment (used when the server's policy is not off)
+        fragment = parse_fragment(token_from_link(host.make_patient_link(await staff.invite(cid))))
+        await api.join(fragment.token, f"P{j}")
+        client = ConsultationClient(api, cid, MediaPeer(f"c{index}-p{j}", options), auto_consent=True,
+                                    link_secret=fragment.secret)
         await client.connect()
         patients.append(client)
-    host = ConsultationClient(staff, cid, MediaPeer(f"c{index}-host", options),
-                              room_token=await staff.room_token(cid), auto_admit=True)
     await host.connect()
     hosts.append(host)
     everyone += [host, *patients]
@@ -121,6 +125,13 @@ async def close_group(group: Group) -> None:
             print(f"teardown: {exc!r}", file=sys.stderr)
 
 
+def rtp_packets_sent(groups: list[Group]) -> int:
+    """RTP packets every client sender has sent so far (aiortc's own counter, the one its sender
+    reports carry): what the server receives, for the µs-per-packet figure."""
+    return sum(getattr(t.sender, "_RTCRtpSender__packet_count", 0)
+               for g in groups for p in g.peers for t in p.pc.getTransceivers())
+
+
 def all_flowing(groups: list[Group]) -> bool:
     return all(rx.frames_from(pid, "video") > 0 and rx.frames_from(pid, "audio") > 0
                for g in groups for i, rx in enumerate(g.peers) for k, pid in enumerate(g.ids) if k != i)
@@ -129,6 +140,7 @@ def all_flowing(groups: list[Group]) -> bool:
 def measure(groups: list[Group], send_log: SendLog, start: float, end: float, exact: bool) -> dict[str, Any]:
     sent_v = got_v = sent_a = got_a = seq_sent = seq_got = 0
     delays: list[float] = []
+    audio_delays: list[float] = []
     for g in groups:
         for tx, tx_id in zip(g.peers, g.ids, strict=True):
             for rx in g.peers:
@@ -144,6 +156,7 @@ def measure(groups: list[Group], send_log: SendLog, start: float, end: float, ex
                     seq_sent += len(seqs)
                     seq_got += len(seqs & video.seqs) if video else 0
                     delays += video.delays_between(start, end) if video else []
+                    audio_delays += audio.delays_between(start, end) if audio else []
     return {
         "video_sent": sent_v, "video_received": got_v,
         "video_ratio": seq_got / seq_sent if exact and seq_sent else (got_v / sent_v if sent_v else 0.0),
@@ -151,13 +164,16 @@ def measure(groups: list[Group], send_log: SendLog, start: float, end: float, ex
         "audio_ratio": got_a / sent_a if sent_a else 0.0,
         "delay_p50_ms": percentile(delays, 50) * 1000, "delay_p95_ms": percentile(delays, 95) * 1000,
         "delay_samples": len(delays),
+        "audio_delay_p50_ms": percentile(audio_delays, 50) * 1000 if audio_delays else float("nan"),
+        "audio_delay_p95_ms": percentile(audio_delays, 95) * 1000 if audio_delays else float("nan"),
     }
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     aiortc_hook.restrict_host_addresses(["127.0.0.1"])
     send_log = SendLog()
-    options = MediaOptions(prepared=PreparedMedia.build(seconds=2.0), send_log=send_log)
+    options = MediaOptions(prepared=PreparedMedia.build(seconds=2.0), send_log=send_log,
+                           audio_send_log=SendLog())
     groups: list[Group] = []
     extra_closers: list[Any] = []
     setup_start = time.monotonic()
@@ -201,19 +217,25 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         setup_s = time.monotonic() - setup_start
         await asyncio.sleep(args.warmup)  # warm-up before the measured window
         print("WINDOW start", flush=True)
-        pid = args.server_pid
-        server_cpu0, own_cpu0, start = cpu_seconds(pid) if pid else 0.0, time.process_time(), time.monotonic()
+        pids = [args.server_pid] if args.server_pid else []
+        pids += [int(p) for p in args.server_pids.split(",") if p]  # a worker pool: every process
+        server_cpu0, own_cpu0, start = sum(map(cpu_seconds, pids)), time.process_time(), time.monotonic()
+        packets0 = rtp_packets_sent(groups)
         await asyncio.sleep(args.duration)  # the measured window
-        server_cpu1, own_cpu1, end = cpu_seconds(pid) if pid else 0.0, time.process_time(), time.monotonic()
+        server_cpu1, own_cpu1, end = sum(map(cpu_seconds, pids)), time.process_time(), time.monotonic()
+        packets = rtp_packets_sent(groups) - packets0
         window = end - start
         result = {
             "mode": args.mode, "consultations": args.consultations, "party": args.party,
             "participants": sum(len(g.peers) for g in groups), "window_s": window, "setup_s": setup_s,
             "server_cores": (server_cpu1 - server_cpu0) / window,
             "generator_cores": (own_cpu1 - own_cpu0) / window,
+            "rtp_packets_in_per_s": packets / window,
+            "server_us_per_packet_in": 1e6 * (server_cpu1 - server_cpu0) / packets if packets else 0.0,
             **measure(groups, send_log, start, end, exact=args.mode != "relay"),
             "errors": sum(len(p.errors) for g in groups for p in g.peers),
             "recorded": bool(args.record),
+            "e2ee": sum(1 for c in everyone if c.e2ee is not None and c.e2ee.mode == "e2ee"),
             "loadavg1": os.getloadavg()[0],
         }
         return result
@@ -229,6 +251,7 @@ def main() -> None:
     parser.add_argument("--mode", choices=("sfu", "relay", "direct"), default="sfu")
     parser.add_argument("--base-url", default="")
     parser.add_argument("--server-pid", type=int, default=0)
+    parser.add_argument("--server-pids", default="", help="comma-separated: every process of a worker pool")
     parser.add_argument("-n", "--consultations", type=int, default=2)
     parser.add_argument("--party", type=int, default=2)
     parser.add_argument("--warmup", type=float, default=3.0)

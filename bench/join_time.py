@@ -3,6 +3,11 @@ frame rendered.
 
     python -m bench.join_time --joins 20
     python -m bench.join_time --smoke
+    python -m bench.join_time --joins 20 --e2ee   # E2EE required: the link carries the secret
+
+With `--e2ee` the consultations require end-to-end encryption: the Python host makes the link
+with its link secret (docs/e2ee.md), the page verifies the host's key, exchanges media keys and
+decrypts every frame in its Worker; `decoded`/`frame` then mean the first DECRYPTED frame.
 
 Per join: a new consultation whose host is a Python client (pre-encoded 640x480 VP8 30 fps +
 Opus) that admits whoever waits, programmatically; then a fresh browser context (fake camera
@@ -23,12 +28,12 @@ import os
 from typing import Any
 
 from bench.common import REPO, Child, machine, running, table
-from server.client.api import ApiClient
-from server.client.media import PreparedMedia, SendLog
-from server.client.participant import ConsultationClient
-from server.client.peer import MediaOptions, MediaPeer
-from server.client.provision import provision_doctor
-from server.client.receiving import percentile
+from client.api import ApiClient
+from client.media import PreparedMedia, SendLog
+from client.participant import ConsultationClient
+from client.peer import MediaOptions, MediaPeer
+from client.provision import provision_doctor
+from client.receiving import percentile
 from server.sfu import aiortc_hook
 
 CHROMIUM = os.environ.get("TELECONSULT_TEST_CHROMIUM", "/usr/bin/chromium")
@@ -64,12 +69,14 @@ window.__join = {};
 
 
 async def one_join(index: int, server: Child, staff: ApiClient, browser: Any, options: MediaOptions,
-                   timeout_s: float) -> dict[str, float]:
+                   timeout_s: float, e2ee: bool = False) -> dict[str, float]:
     cid = await staff.create_consultation(label=f"join {index}")
     link = await staff.invite(cid)
     host = ConsultationClient(staff, cid, MediaPeer(f"host{index}", options),
                               room_token=await staff.room_token(cid), auto_admit=True)
     await host.connect()
+    if e2ee:
+        link = host.make_patient_link(link, "required")
     context = await browser.new_context()
     try:
         page = await context.new_page()
@@ -105,9 +112,9 @@ async def run(args: argparse.Namespace, server: Child) -> None:
         async with async_playwright() as playwright:
             browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             try:
-                await one_join(0, server, staff, browser, options, args.timeout)  # warm-up, not counted
+                await one_join(0, server, staff, browser, options, args.timeout, args.e2ee)  # warm-up
                 for i in range(1, args.joins + 1):
-                    r = await one_join(i, server, staff, browser, options, args.timeout)
+                    r = await one_join(i, server, staff, browser, options, args.timeout, args.e2ee)
                     results.append(r)
                     rows.append([i, r["submit"], r["decoded"], r["frame"], r["frame"] - r["submit"]])
                     print(table(["join", "submit s", "decoded s", "frame s", "frame-submit s"], rows[-1:]),
@@ -119,7 +126,7 @@ async def run(args: argparse.Namespace, server: Child) -> None:
     print("\n" + table(["join", "submit s", "decoded s", "frame s", "frame-submit s"], rows))
     frames = [r["frame"] for r in results]
     after_submit = [r["frame"] - r["submit"] for r in results]
-    print(f"SUMMARY join_time joins={len(results)} p50_s={percentile(frames, 50):.3f} "
+    print(f"SUMMARY join_time e2ee={args.e2ee} joins={len(results)} p50_s={percentile(frames, 50):.3f} "
           f"p95_s={percentile(frames, 95):.3f} after_click_p50_s={percentile(after_submit, 50):.3f} "
           f"after_click_p95_s={percentile(after_submit, 95):.3f}", flush=True)
 
@@ -129,11 +136,12 @@ def main() -> None:
     parser.add_argument("--joins", type=int, default=20)
     parser.add_argument("--timeout", type=float, default=30.0)
     parser.add_argument("--smoke", action="store_true")
+    parser.add_argument("--e2ee", action="store_true", help="consultations require end-to-end encryption")
     args = parser.parse_args()
     if args.smoke:
         args.joins = 2
     print(f"# machine: {machine()}", flush=True)
-    with running("server") as server:
+    with running("server", {"TELECONSULT_E2EE_POLICY": "required" if args.e2ee else "off"}) as server:
         asyncio.run(run(args, server))
 
 

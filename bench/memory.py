@@ -20,11 +20,11 @@ import time
 
 from bench.common import REPO, Child, machine, rss_mb, running, table
 from bench.generator import Group, all_flowing, close_group, sfu_group
-from server.client.api import ApiClient
-from server.client.media import PreparedMedia, SendLog
-from server.client.participant import ConsultationClient
-from server.client.peer import MediaOptions
-from server.client.provision import provision_doctor
+from client.api import ApiClient
+from client.media import PreparedMedia, SendLog
+from client.participant import ConsultationClient
+from client.peer import MediaOptions
+from client.provision import provision_doctor
 from server.sfu import aiortc_hook
 
 

@@ -106,6 +106,7 @@ def main() -> None:
     top = own.most_common(1)[0] if own else ("-", 0)
     print(f"SUMMARY profile consultations={args.consultations} samples={total} "
           f"server_cores={result.get('server_cores', float('nan')):.3f} "
+          f"us_per_packet_in={result.get('server_us_per_packet_in', float('nan')):.1f} "
           f"top_own={top[0]} top_own_pct={100 * top[1] / max(1, total):.1f}", flush=True)
 
 

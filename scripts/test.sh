@@ -20,8 +20,20 @@ if ! command -v chromium >/dev/null 2>&1; then
 fi
 export TELECONSULT_TEST_CHROMIUM=${TELECONSULT_TEST_CHROMIUM:-$(command -v chromium)}
 
+# Firefox ESR (driven by Puppeteer over WebDriver BiDi, tests/firefox/) for the second-browser
+# tests; npm installs the pinned puppeteer-core there (tests/firefox/package-lock.json).
+command -v firefox-esr >/dev/null 2>&1 || apt_install firefox-esr
+command -v npm >/dev/null 2>&1 || apt_install npm
+[ -d tests/firefox/node_modules ] || (cd tests/firefox && npm ci --no-audit --no-fund --loglevel=error)
+
 # ffprobe is used to check recordings independently of PyAV.
 command -v ffprobe >/dev/null 2>&1 || apt_install ffmpeg
+
+# Caddy and coturn check deploy/ (tests/test_ops_deploy.py); neither is left running.
+command -v caddy >/dev/null 2>&1 || apt_install caddy
+command -v turnserver >/dev/null 2>&1 || apt_install coturn
+# The bad-network harness (tests/test_netlab*.py, docs/netlab.md): ip netns, veth, tc tbf.
+command -v tc >/dev/null 2>&1 || apt_install iproute2
 
 # Redis: use the one answering on 127.0.0.1:6379, else start our own.
 redis_pid=""
@@ -50,6 +62,6 @@ PY
   fi
 fi
 
-echo "== ruff"; ruff check server tests bench
+echo "== ruff"; ruff check server client tests bench
 echo "== mypy"; mypy
 echo "== pytest"; python -m pytest -q -p no:cacheprovider "$@"

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -149,6 +150,19 @@ class AuditLog:
             if len(page) < PAGE_SIZE:
                 return AuditVerification(True, count)
             after = page[-1].seq
+
+    async def latest(self, limit: int = 100) -> list[dict[str, Any]]:
+        """The last `limit` entries, newest first, as their fields (with seq and hash): for the
+        admin page. Reads the chain from the start (the store pages forward only)."""
+        last: deque[AuditRecord] = deque(maxlen=max(1, limit))
+        after = 0
+        while True:
+            page = await self._store.audit_records(after_seq=after, limit=PAGE_SIZE)
+            last.extend(page)
+            if len(page) < PAGE_SIZE:
+                break
+            after = page[-1].seq
+        return [{**json.loads(r.body), "seq": r.seq, "hash": r.hash} for r in reversed(last)]
 
     async def export(self, out: TextIO) -> int:
         """Write every record as one JSON line (seq, prev_hash, body, hash); returns the count.

@@ -4,46 +4,36 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable, Coroutine
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TextIO
 
-from .clock import SystemClock
+from .audit import export_command, verify_command
+from .cli_args import CommandGroup
+from .cli_context import Command
+from .clock import Clock, SystemClock
 from .config import Settings
-
-Command = Callable[[Settings, argparse.Namespace], Coroutine[Any, Any, int]]
-
-
-async def _audit_verify(settings: Settings, args: argparse.Namespace) -> int:
-    from .audit import verify_command
-    from .store.factory import open_store
-
-    store = await open_store(settings)
-    try:
-        return await verify_command(store, SystemClock(), sys.stdout)
-    finally:
-        await store.close()
+from .store.base import AuditStore
 
 
-async def _audit_export(settings: Settings, args: argparse.Namespace) -> int:
-    from .audit import export_command
-    from .store.factory import open_store
+def _audit_command(run: Callable[[AuditStore, Clock, TextIO], Awaitable[int]]) -> Command:
+    """`audit verify|export`: `run` over the configured store, writing on stdout."""
 
-    store = await open_store(settings)
-    try:
-        return await export_command(store, SystemClock(), sys.stdout)
-    finally:
-        await store.close()
+    async def command(settings: Settings, args: argparse.Namespace) -> int:
+        from .store.factory import open_store
+
+        store = await open_store(settings)
+        try:
+            return await run(store, SystemClock(), sys.stdout)
+        finally:
+            await store.close()
+
+    return command
 
 
 def register_admin_commands(sub: Any, commands: dict[str, Command]) -> None:
-    audit = sub.add_parser("audit", help="verify or export the audit log")
-    audit_sub = audit.add_subparsers(dest="audit_command", required=True)
-    verify = audit_sub.add_parser("verify", help="recompute the hash chain")
-    verify.set_defaults(command_key="audit verify")
-    export = audit_sub.add_parser("export", help="write the log as JSON lines")
-    export.set_defaults(command_key="audit export")
-    commands["audit verify"] = _audit_verify
-    commands["audit export"] = _audit_export
+    audit = CommandGroup(sub, commands, "audit", "verify or export the audit log")
+    audit.add("verify", "recompute the hash chain", _audit_command(verify_command))
+    audit.add("export", "write the log as JSON lines", _audit_command(export_command))
 
     from .cli_users import register_user_commands
 
@@ -51,3 +41,12 @@ def register_admin_commands(sub: Any, commands: dict[str, Command]) -> None:
     from .cli_recordings import register_recording_commands
 
     register_recording_commands(sub, commands)
+    from .cli_backup import register_backup_commands
+
+    register_backup_commands(sub, commands)
+    from .cli_integrations import register_integration_commands
+
+    register_integration_commands(sub, commands)
+    from .cli_cluster import register_cluster_commands
+
+    register_cluster_commands(sub, commands)

@@ -10,18 +10,22 @@ from __future__ import annotations
 import dataclasses
 import os
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from server.clock import ManualClock
 from server.config import Settings
 from server.errors import Unavailable
+from server.sfu.ice import IceSettings
+from server.sfu.runtime import setup_media_runtime
 from server.store.base import Store
 from server.store.redis import RedisStore
 from server.store.sqlite import SQLiteStore
+from tests.helpers.rooms_helpers import Env, http_env
 
 DEFAULT_TEST_REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -40,6 +44,7 @@ def settings(tmp_path: Path) -> Settings:
         port=0,
         data_dir=tmp_path / "data",
         recordings_dir=tmp_path / "recordings",
+        e2ee_policy="off",  # E2EE tests set "required"/"preferred" explicitly
     )
 
 
@@ -112,3 +117,27 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path, redis_url: str) 
 
 
 # -- add fixtures for other areas below, one short docstring each ------------------------------
+
+
+@pytest.fixture
+def media_runtime() -> None:
+    """The process-wide aiortc set-up the app does once at start-up (server.sfu.runtime), for
+    tests that build an SfuRoom directly; gathers on 127.0.0.1 (aioice skips loopback)."""
+    setup_media_runtime(IceSettings(host_addresses=("127.0.0.1",)))
+
+
+@pytest.fixture
+async def env(sqlite_store: SQLiteStore, clock: ManualClock, settings: Settings) -> AsyncIterator[Env]:
+    """The app in-process over real HTTP (SQLite store, manual clock): tests/helpers/rooms_helpers.Env."""
+    async with http_env(sqlite_store, clock, settings) as env:
+        yield env
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    """Headless Chromium (TELECONSULT_TEST_CHROMIUM), closed after the test; a browser test file
+    that needs other flags defines its own `browser`."""
+    from tests.helpers.browser_helpers import launched_chromium
+
+    with launched_chromium() as b:
+        yield b

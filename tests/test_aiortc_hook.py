@@ -170,3 +170,121 @@ def test_host_address_restriction_is_used_by_aioice() -> None:
         assert "127.0.0.1" not in aioice.ice.get_host_addresses(True, False)
     finally:
         aiortc_hook.restrict_host_addresses(["127.0.0.1"])
+
+
+# -- the packet path ---------------------------------------------------------------------------
+
+
+async def test_receiver_hands_every_packet_to_its_private_jitter_buffer_after_rtx_and_nack() -> None:
+    """take_rtp_packets swaps `_RTCRtpReceiver__jitter_buffer`: aiortc must call its `add(packet)`
+    with the depayloaded packet, after RTX unwrapping and NACK generation."""
+    handle = inspect.getsource(RTCRtpReceiver._handle_rtp_packet)
+    at_add = handle.index("self.__jitter_buffer.add(packet)")
+    assert handle.index("unwrap_rtx(") < at_add and handle.index("__nack_generator.add") < at_add
+    assert handle.index("packet._data = depayload(") < at_add
+    receiver = RTCPeerConnection().addTransceiver("video").receiver
+    assert hasattr(receiver, "_RTCRtpReceiver__jitter_buffer")
+    seen: list[object] = []
+    aiortc_hook.take_rtp_packets(receiver, seen.append)
+    assert receiver._RTCRtpReceiver__jitter_buffer.add("p") == (False, None)  # type: ignore[attr-defined]
+    assert seen == ["p"]
+
+
+async def test_sender_rtp_loop_counters_history_and_retransmit_used_by_packet_output() -> None:
+    """PacketOutput replaces `_run_rtp(codec)` and `_retransmit(seq)` per sender, sets the
+    `__rtp_started`/`__rtp_exited` events stop() waits on, and keeps the counters the RTCP loop
+    writes into sender reports."""
+    assert list(inspect.signature(RTCRtpSender._run_rtp).parameters) == ["self", "codec"]
+    assert list(inspect.signature(RTCRtpSender._retransmit).parameters) == ["self", "sequence_number"]
+    assert "self.__rtp_task = asyncio.ensure_future(self._run_rtp(" in inspect.getsource(RTCRtpSender.send)
+    rtcp = inspect.getsource(RTCRtpSender._run_rtcp)
+    for name in ("ntp_timestamp=self.__ntp_timestamp", "rtp_timestamp=self.__rtp_timestamp",
+                 "packet_count=self.__packet_count", "octet_count=self.__octet_count"):
+        assert name in rtcp
+    assert "await self._retransmit(" in inspect.getsource(RTCRtpSender._handle_rtcp_packet)
+    sender = RTCPeerConnection().addTransceiver("video").sender
+    for name in ("__rtp_started", "__rtp_exited"):
+        assert isinstance(getattr(sender, f"_RTCRtpSender{name}"), asyncio.Event)
+    for name in ("__ntp_timestamp", "__rtp_timestamp", "__octet_count", "__packet_count"):
+        assert getattr(sender, f"_RTCRtpSender{name}") == 0
+    output = aiortc_hook.PacketOutput(sender, lambda seq: None)
+    assert output.ssrc == sender._ssrc and not output.ready
+    # the mid header extension, written like aiortc's sender writes it
+    assert "packet.extensions.mid = self.__mid" in inspect.getsource(RTCRtpSender._run_rtp)
+    assert sender._RTCRtpSender__mid is None  # type: ignore[attr-defined]
+    assert aiortc_hook._mid_extension(sender) == b""
+    from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpParameters
+
+    sender._RTCRtpSender__mid = "1"  # type: ignore[attr-defined]
+    sender._RTCRtpSender__rtp_header_extensions_map.configure(RTCRtpParameters(  # type: ignore[attr-defined]
+        headerExtensions=[RTCRtpHeaderExtensionParameters(id=9, uri="urn:ietf:params:rtp-hdrext:sdes:mid")]))
+    assert aiortc_hook._mid_extension(sender) == bytes([0xBE, 0xDE, 0, 1, 0x90, ord("1"), 0, 0])
+
+
+def test_transport_internals_used_to_send_synchronously() -> None:
+    """PacketOutput.send: DTLS transport `_state` / `_tx_srtp.protect`, its ICE transport's
+    aioice `_connection._nominated[1]` pair, whose `protocol.transport.sendto` writes."""
+    from aiortc.rtcdtlstransport import RTCDtlsTransport, State
+    from aiortc.rtcicetransport import RTCIceTransport
+
+    assert State.CONNECTED.name == "CONNECTED"
+    assert "self._tx_srtp.protect(data)" in inspect.getsource(RTCDtlsTransport._send_rtp)
+    assert "self._send = self._connection.send" in inspect.getsource(RTCIceTransport)
+    sendto = inspect.getsource(aioice.ice.Connection.sendto)
+    assert "self._nominated.get(component)" in sendto
+    assert "active_pair.protocol.send_data(data, active_pair.remote_addr)" in sendto
+    assert "self.transport.sendto(data, addr)" in inspect.getsource(aioice.ice.StunProtocol.send_data)
+
+
+def test_aioice_hands_datagrams_to_connection_data_received_and_dtls_handles_rtp() -> None:
+    """deliver_rtp_synchronously replaces `Connection.data_received(data, component)` per
+    connection; aioice's StunProtocol must call it for every non-STUN datagram, and the DTLS
+    transport must keep `_rx_srtp` and `_handle_rtp_data(data, arrival_time_ms)`."""
+    from aiortc.rtcdtlstransport import RTCDtlsTransport
+
+    assert "self.receiver.data_received(data, self.local_candidate.component)" in inspect.getsource(
+        aioice.ice.StunProtocol.datagram_received)
+    assert list(inspect.signature(aioice.ice.Connection.data_received).parameters) == [
+        "self", "data", "component"]
+    assert list(inspect.signature(RTCDtlsTransport._handle_rtp_data).parameters) == [
+        "self", "data", "arrival_time_ms"]
+    recv_next = inspect.getsource(RTCDtlsTransport._recv_next)
+    assert "self._rx_srtp.unprotect(data)" in recv_next
+    assert "self.__handshake_done = True" in recv_next  # the gate: _DTLS_HANDSHAKE_DONE
+
+
+async def test_run_eagerly_finishes_in_the_call_or_continues_in_a_task() -> None:
+    done: list[str] = []
+
+    async def quick() -> None:
+        done.append("quick")
+
+    aiortc_hook.run_eagerly(quick())
+    assert done == ["quick"]
+    gate = asyncio.get_running_loop().create_future()
+
+    async def slow() -> None:
+        done.append("slow started")
+        done.append(await gate)
+
+    aiortc_hook.run_eagerly(slow())
+    assert done == ["quick", "slow started"]
+    gate.set_result("slow finished")
+    for _ in range(3):
+        await asyncio.sleep(0)  # let the continuation task run (no timing involved)
+    assert done[-1] == "slow finished"
+
+
+async def test_connect_starts_receivers_with_receive_and_stop_goes_through_the_receiver() -> None:
+    """no_receive_after_close wraps `receiver.receive(parameters)` (called by the peer
+    connection's connect task after DTLS) and `receiver.stop()` (called by the transceiver's
+    stop); a receive() after stop() starts nothing."""
+    from aiortc.rtcrtpparameters import RTCRtpReceiveParameters
+
+    assert "transceiver.receiver.receive(" in inspect.getsource(RTCPeerConnection)
+    assert "await self.__receiver.stop()" in inspect.getsource(RTCRtpTransceiver.stop)
+    receiver = RTCPeerConnection().addTransceiver("audio").receiver
+    aiortc_hook.no_receive_after_close(receiver)
+    await receiver.stop()
+    await receiver.receive(RTCRtpReceiveParameters())
+    assert receiver._RTCRtpReceiver__started is False  # type: ignore[attr-defined]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
@@ -46,6 +47,7 @@ async def client(settings: Settings, sqlite_store: SQLiteStore, clock: ManualClo
 def _assert_security_headers(headers: web.CIMultiDictProxy[str] | dict[str, str]) -> None:
     for name, value in REQUIRED_HEADERS.items():
         assert headers.get(name) == value, name
+    assert "Server" not in headers  # no software or version banner (issue #12.7)
     csp = headers["Content-Security-Policy"]
     assert "frame-ancestors 'none'" in csp
     assert "script-src 'self'" in csp and "unsafe-inline" not in csp
@@ -54,11 +56,28 @@ def _assert_security_headers(headers: web.CIMultiDictProxy[str] | dict[str, str]
 
 
 @pytest.mark.parametrize("path", ["/healthz", "/readyz", "/api/csrf", "/api/test/boom",
-                                  "/api/test/missing", "/no/such/page"])
+                                  "/api/test/missing", "/no/such/page", "/login", "/static/css/app.css"])
 async def test_every_response_carries_the_security_headers(client: TestClient, path: str) -> None:
     response = await client.get(path)
     _assert_security_headers(response.headers)
     assert "Strict-Transport-Security" not in response.headers  # plain HTTP here
+
+
+async def test_a_malformed_request_answered_by_aiohttp_itself_names_no_versions(client: TestClient) -> None:
+    """A broken request line or header never reaches the application: aiohttp's protocol
+    handler answers 400 itself, and its `Server` header names no software version."""
+    for raw in (b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n", b"BL\x01AH / HTTP/1.1\r\n\r\n"):
+        reader, writer = await asyncio.open_connection(client.host, client.port)
+        try:
+            writer.write(raw)
+            head = (await asyncio.wait_for(reader.read(4096), timeout=5)).split(b"\r\n\r\n", 1)[0]
+        finally:
+            writer.close()
+        lines = head.decode("latin-1").split("\r\n")
+        assert lines[0].endswith("400 Bad Request"), lines
+        servers = [line for line in lines if line.lower().startswith("server:")]
+        assert servers == ["Server: teleconsult"], servers
+        assert "aiohttp" not in head.decode("latin-1") and "Python" not in head.decode("latin-1")
 
 
 async def test_hsts_under_tls(settings: Settings, sqlite_store: SQLiteStore) -> None:

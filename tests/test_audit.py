@@ -137,28 +137,28 @@ def _tamper(path: Path, sql: str, *params: object) -> None:
         conn.close()
 
 
-async def test_sqlite_altered_body_is_named(tmp_path: Path, clock: ManualClock) -> None:
+async def _verify_tampered(tmp_path: Path, clock: ManualClock, sql: str, *params: object) -> tuple[int, str]:
+    """Five entries in a SQLite audit log, one statement of tampering, then `verify`."""
     path = tmp_path / "db" / "audit.sqlite3"
     await _sqlite_log(path, clock, 5)
-    _tamper(path, "UPDATE audit SET body = replace(body, 'acc-2', 'acc-9') WHERE seq = 3")
-    code, text = await _verify_sqlite(path, clock)
+    _tamper(path, sql, *params)
+    return await _verify_sqlite(path, clock)
+
+
+async def test_sqlite_altered_body_is_named(tmp_path: Path, clock: ManualClock) -> None:
+    code, text = await _verify_tampered(
+        tmp_path, clock, "UPDATE audit SET body = replace(body, 'acc-2', 'acc-9') WHERE seq = 3")
     assert code == 1
     assert text.startswith("audit log BROKEN at entry seq=3: hash does not match")
 
 
 async def test_sqlite_altered_hash_is_named(tmp_path: Path, clock: ManualClock) -> None:
-    path = tmp_path / "db" / "audit.sqlite3"
-    await _sqlite_log(path, clock, 5)
-    _tamper(path, "UPDATE audit SET hash = ? WHERE seq = 4", "f" * 64)
-    code, text = await _verify_sqlite(path, clock)
+    code, text = await _verify_tampered(tmp_path, clock, "UPDATE audit SET hash = ? WHERE seq = 4", "f" * 64)
     assert (code, text.split(":")[0]) == (1, "audit log BROKEN at entry seq=4")
 
 
 async def test_sqlite_removed_entry_is_named(tmp_path: Path, clock: ManualClock) -> None:
-    path = tmp_path / "db" / "audit.sqlite3"
-    await _sqlite_log(path, clock, 5)
-    _tamper(path, "DELETE FROM audit WHERE seq = 2")
-    code, text = await _verify_sqlite(path, clock)
+    code, text = await _verify_tampered(tmp_path, clock, "DELETE FROM audit WHERE seq = 2")
     assert code == 1
     assert text == "audit log BROKEN at entry seq=2: entry seq=2 is missing\n"
 

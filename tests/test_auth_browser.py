@@ -2,99 +2,48 @@
 
 The server runs in a background thread on a free port with the real clock; the test reads the
 TOTP secret from the enrolment page (as a person would type it into an app) and computes codes
-with pyotp. Playwright's sync API lives in this file only (see notes/browser-testing.md).
+with client.api.totp_code (pyotp). Playwright's sync API lives in this file only (see notes/browser-testing.md).
 """
 
 from __future__ import annotations
 
-import asyncio
-import os
-import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import Future
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import pyotp
 import pytest
-from aiohttp import web
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
-from server.api.app import create_app
+from client.api import totp_code
 from server.api.keys import CSP_VIOLATIONS
 from server.clock import SystemClock
 from server.config import Settings
-from server.store.sqlite import SQLiteStore
-from tests.auth_helpers import auth_services
+from tests.helpers.auth_helpers import auth_services
+from tests.helpers.browser_helpers import launched_chromium
+from tests.helpers.passkey_browser import LiveServer
+from tests.helpers.passkey_browser import live_server as serve_live
 
 pytestmark = pytest.mark.browser
-CHROMIUM = os.environ.get("TELECONSULT_TEST_CHROMIUM", "/usr/bin/chromium")
 PASSWORD = "violet kestrel above dunes"
 EMAIL = "dr.browser@example.test"
 TIMEOUT_MS = 10_000
 
 
-@dataclass
-class LiveServer:
-    base_url: str
-    loop: asyncio.AbstractEventLoop
-    app: web.Application
-    store: SQLiteStore
-    settings: Settings
-
-    def run(self, coro: Any) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=30)
-
-
 @pytest.fixture
 def live_server(settings: Settings, tmp_path: Path) -> Iterator[LiveServer]:
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, name="auth-browser-server", daemon=True)
-    thread.start()
-
-    async def start() -> tuple[web.AppRunner, LiveServer]:
-        store = await SQLiteStore.open(tmp_path / "db" / "teleconsult.sqlite3")
-        app = create_app(settings, store=store, clock=SystemClock())
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = runner.addresses[0][1]
-        return runner, LiveServer(f"http://127.0.0.1:{port}", loop, app, store, settings)
-
-    started: Future[tuple[web.AppRunner, LiveServer]] = asyncio.run_coroutine_threadsafe(start(), loop)
-    runner, server = started.result(timeout=30)
-    try:
+    with serve_live(settings, tmp_path) as server:
         yield server
-    finally:
-        async def stop() -> None:
-            await runner.cleanup()
-            await server.store.close()
-
-        server.run(stop())
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(timeout=10)
-        loop.close()
 
 
 @pytest.fixture
 def browser() -> Iterator[Browser]:
-    with sync_playwright() as p:
-        b = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"],
-        )
-        try:
-            yield b
-        finally:
-            b.close()
+    with launched_chromium(["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"]) as b:
+        yield b
 
 
 def _code(secret: str, *, steps_back: int = 0) -> str:
-    """A code pyotp computes now; steps_back=1 gives the previous step's (still accepted, ±1)."""
-    return pyotp.TOTP(secret).at(int(time.time()) - 30 * steps_back)
+    """The code for now (client.api.totp_code); steps_back=1 gives the previous step's (still accepted, ±1)."""
+    return totp_code(secret, time.time() - 30 * steps_back)
 
 
 def test_doctor_enrols_and_signs_in_through_the_pages(live_server: LiveServer, browser: Browser) -> None:

@@ -41,3 +41,16 @@ def test_user_add_list_disable_enable_reset_mfa(tmp_path: Path, capsys: pytest.C
     assert main(["--config", cfg, "user", "disable", "nobody@example.test"]) == 1
     assert main(["--config", cfg, "audit", "verify"]) == 0
     assert "intact" in capsys.readouterr().out
+
+
+def test_user_add_without_a_public_url_says_it_cannot_know_the_address(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """No guessed http://localhost:8080 (the server may run on another port or behind a proxy):
+    the path, and a plain sentence saying what to put in front of it."""
+    cfg = tmp_path / "teleconsult.toml"
+    cfg.write_text(f'data_dir = "{tmp_path / "data"}"\nrecordings_dir = "{tmp_path / "rec"}"\nport = 8095\n')
+    assert main(["--config", str(cfg), "user", "add", "--email", "dr.y@example.test", "--role", "doctor"]) == 0
+    out = capsys.readouterr()
+    assert re.search(r"once: /enrol#[A-Za-z0-9_-]{43}$", out.out.strip()), out.out
+    assert "8080" not in out.out and "localhost" not in out.out
+    assert "public URL is not configured" in out.err and "enrol#" not in out.err

@@ -8,11 +8,12 @@ from collections.abc import AsyncIterator
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from client.api import totp_code
 from server.api.app import create_app
 from server.clock import ManualClock
 from server.config import Settings
 from server.store.base import Store
-from tests.auth_helpers import create_staff, csrf_headers, login_staff, totp_at
+from tests.helpers.auth_helpers import create_staff, csrf_headers, login_staff
 
 PASSWORD = "grey heron over the marsh"
 
@@ -40,7 +41,7 @@ async def test_setup_link_enrols_the_first_admin_who_then_logs_in(
         secret = started["totp_secret"]
         finish = await client.post("/api/enrol/finish", headers=headers, json={
             "enrolment_id": started["enrolment_id"], "password": PASSWORD,
-            "code": totp_at(secret, clock.now()), "email": "Admin@Example.test", "display_name": "Ada",
+            "code": totp_code(secret, clock.now()), "email": "Admin@Example.test", "display_name": "Ada",
         })
         assert finish.status == 200, await finish.text()
         codes = (await finish.json())["recovery_codes"]
@@ -72,13 +73,13 @@ async def test_a_code_is_accepted_once_replay_is_refused(
     first = await client.post("/api/login", json={"email": "dr@example.test", "password": PASSWORD},
                               headers=headers)
     assert first.status == 200
-    replay = await client.post("/api/login/mfa", json={"code": totp_at(secret, clock.now())}, headers=headers)
+    replay = await client.post("/api/login/mfa", json={"code": totp_code(secret, clock.now())}, headers=headers)
     assert replay.status == 401
     assert (await replay.json())["error"]["code"] == "invalid_credentials"
     assert (await client.get("/api/me")).status == 401
     # next time-step: a fresh code works
     clock.advance(30)
-    ok = await client.post("/api/login/mfa", json={"code": totp_at(secret, clock.now())}, headers=headers)
+    ok = await client.post("/api/login/mfa", json={"code": totp_code(secret, clock.now())}, headers=headers)
     assert ok.status == 200
     assert (await client.get("/api/me")).status == 200
 
@@ -89,7 +90,7 @@ async def test_one_link_two_tabs_finishing_at_once_enrol_exactly_once(
     import asyncio
 
     from server.errors import Gone
-    from tests.auth_helpers import auth_services
+    from tests.helpers.auth_helpers import auth_services
 
     auth = auth_services(store, clock, settings)
     token = await auth.enrolment.issue_setup_link_if_needed()
@@ -97,7 +98,7 @@ async def test_one_link_two_tabs_finishing_at_once_enrol_exactly_once(
     tabs = [await auth.enrolment.start(token) for _ in range(2)]
     results = await asyncio.gather(*(
         auth.enrolment.finish(tab.enrolment_id, tab.binding, password=PASSWORD,
-                              code=totp_at(tab.totp_secret, clock.now()), email=f"a{i}@example.test",
+                              code=totp_code(tab.totp_secret, clock.now()), email=f"a{i}@example.test",
                               display_name="Admin")
         for i, tab in enumerate(tabs)
     ), return_exceptions=True)

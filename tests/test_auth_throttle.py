@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from client.api import totp_code
 from server.api.app import create_app
 from server.auth.accounts import email_key
 from server.auth.login import InvalidCredentials
@@ -16,7 +17,7 @@ from server.clock import ManualClock
 from server.config import Settings
 from server.errors import RateLimited
 from server.store.base import Store
-from tests.auth_helpers import auth_services, create_staff, csrf_headers, login_staff, totp_at
+from tests.helpers.auth_helpers import auth_services, create_staff, csrf_headers, login_staff
 
 PASSWORD = "grey heron over the marsh"
 EMAIL = "dr.t@example.test"
@@ -43,7 +44,7 @@ async def test_wrong_password_wrong_code_and_unknown_email_answer_identically(
                                 headers=headers)
     assert (await client.post("/api/login", json={"email": EMAIL, "password": PASSWORD},
                               headers=headers)).status == 200
-    wrong_code = await client.post("/api/login/mfa", json={"code": totp_at(secret, clock.now() + 90)},
+    wrong_code = await client.post("/api/login/mfa", json={"code": totp_code(secret, clock.now() + 90)},
                                    headers=headers)
     answers = [(r.status, _without_request_id(await r.json())) for r in (wrong_pw, unknown, wrong_code)]
     assert answers[0] == answers[1] == answers[2]
@@ -110,7 +111,7 @@ async def test_hard_cap_locks_until_an_administrator_enables(
         await auth.login.password_step(EMAIL, PASSWORD, "10.2.0.2")
     await auth.enable(account_id, actor="cli")
     result = await auth.login.password_step(EMAIL, PASSWORD, "10.2.0.3")
-    done = await auth.login.mfa_step(result.token, "10.2.0.3", code=totp_at(secret, clock.now()))
+    done = await auth.login.mfa_step(result.token, "10.2.0.3", code=totp_code(secret, clock.now()))
     assert done.session.stage == "auth"
     actions = [r.body for r in await store.audit_records()]
     assert any('"action":"account.locked"' in b for b in actions)

@@ -13,7 +13,7 @@ from aiohttp.test_utils import TestClient
 from server.clock import ManualClock
 from server.config import Settings
 from server.store.sqlite import SQLiteStore
-from tests.rooms_helpers import (
+from tests.helpers.rooms_helpers import (
     Env,
     create_consultation,
     http_env,

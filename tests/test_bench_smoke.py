@@ -8,7 +8,8 @@ import sys
 
 import pytest
 
-from tests.server_process import REPO
+from tests.helpers.netlab import netlab_available
+from tests.helpers.server_process import REPO
 
 
 def run_bench(module: str, timeout_s: float = 240) -> str:
@@ -22,6 +23,7 @@ def run_bench(module: str, timeout_s: float = 240) -> str:
     ("bench.load", "SUMMARY load "),
     ("bench.memory", "SUMMARY memory "),
     ("bench.recording_overhead", "SUMMARY recording "),
+    ("bench.cluster", "SUMMARY cluster "),
 ])
 def test_bench_smoke(module: str, summary: str) -> None:
     out = run_bench(module)
@@ -33,9 +35,16 @@ def test_bench_smoke(module: str, summary: str) -> None:
 @pytest.mark.browser
 def test_join_time_smoke() -> None:
     out = run_bench("bench.join_time")
-    assert out.strip().splitlines()[-1].startswith("SUMMARY join_time joins=2 "), out[-2000:]
+    assert out.strip().splitlines()[-1].startswith("SUMMARY join_time e2ee=False joins=2 "), out[-2000:]
 
 
 def test_profile_smoke() -> None:
     out = run_bench("bench.profile_forwarding")
     assert out.strip().splitlines()[-1].startswith("SUMMARY profile consultations=2 "), out[-2000:]
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(bool(netlab_available()), reason=netlab_available() or "ok")
+def test_network_smoke() -> None:
+    out = run_bench("bench.network")
+    assert out.strip().splitlines()[-1].startswith("SUMMARY network scenarios=1 cap300.patient_fps="), out[-2000:]

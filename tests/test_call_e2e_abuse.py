@@ -20,14 +20,15 @@ import json
 import time
 from pathlib import Path
 
-from server.client.api import ApiClient, token_from_link
-from server.client.media import PreparedMedia
-from server.client.participant import ConsultationClient
-from server.client.peer import MediaOptions, MediaPeer
-from server.client.provision import provision_doctor
-from tests.call_helpers import ClientCall, RawParticipant, rate
-from tests.server_process import REPO, running_server, server_env
-from tests.waiting import wait_for_condition
+from client.api import ApiClient, token_from_link
+from client.media import PreparedMedia
+from client.participant import ConsultationClient
+from client.peer import MediaOptions, MediaPeer
+from client.provision import provision_doctor
+from tests.helpers.call_helpers import ClientCall, RawParticipant, rate
+from tests.helpers.rooms_helpers import next_of
+from tests.helpers.server_process import REPO, running_server, server_env
+from tests.helpers.waiting import wait_for_condition
 
 BEFORE_S = 4.0
 ABUSE_S = 5.0
@@ -36,7 +37,7 @@ MIN_RATIO = 0.8
 
 async def expect_error(abuser: RawParticipant, text: str, code: str) -> None:
     await abuser.send_text(text)
-    error = await abuser.next_of("error")
+    error = await next_of(abuser.inbox, "error", 10)
     assert error["code"] == code, (text[:60], error)
     assert error["message"]
 
@@ -95,7 +96,7 @@ async def test_abusive_connection_does_not_slow_another_call(tmp_path: Path) -> 
                                         room_token=await staff_b.room_token(cid_b), auto_admit=True)
             assert (await abuser.connect())["state"] == "waiting"
             await host_b.connect()
-            await abuser.next_of("admitted")
+            await next_of(abuser.inbox, "admitted", 10)
 
             # The other call, before: frames per second each side receives from the other.
             await wait_for_condition(lambda: all(len(a) > 30 for a in victims.video_arrivals()),
@@ -120,7 +121,7 @@ async def test_abusive_connection_does_not_slow_another_call(tmp_path: Path) -> 
                     second = {"v": 1, "type": "offer", "sdp": abuser_peer.pc.localDescription.sdp}
                     await expect_error(abuser, json.dumps(second), "offer_wrong_state")
                     await abuser.send_json({"v": 1, "type": "ping"})
-                    await abuser.next_of("pong")
+                    await next_of(abuser.inbox, "pong", 10)
                 rounds.append(await flood(abuser))
                 if len(rounds) == 1:  # its media left the call with the socket: the host of B is told
                     await wait_for_condition(

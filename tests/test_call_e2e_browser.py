@@ -12,17 +12,20 @@ from typing import Any
 import pytest
 from playwright.sync_api import sync_playwright
 
-from tests.browser_helpers import VIDEO_ALIVE, chromium, wait_frames_grow, wait_js
-from tests.call_helpers import (
+from tests.helpers.browser_helpers import VIDEO_ALIVE, chromium, wait_js, watched
+from tests.helpers.journey_steps import (
+    CALL_PAGE,
     REMOTE_CAMERA,
     admit,
     camera_of,
+    consultation_id,
+    doctor_in_call,
     invite_url,
-    join_waiting,
-    open_doctor,
+    patient_waiting,
+    seeing_each_other,
     transport_security,
 )
-from tests.server_process import running_server, server_env
+from tests.helpers.server_process import running_server
 
 pytestmark = pytest.mark.browser
 
@@ -52,29 +55,25 @@ def test_guest_joining_mid_stream_decodes_within_two_seconds(tmp_path: Path) -> 
     with running_server(tmp_path) as server, sync_playwright() as pw:
         base = server.base_url
         browser = chromium(pw)
-        watches = []
-        try:
-            doctor, doctor_watch, cid = open_doctor(browser, base, server_env(tmp_path))
+        with watched(browser) as watches:
+            doctor, doctor_watch = doctor_in_call(browser, server, tmp_path, **CALL_PAGE)
+            cid = consultation_id(doctor)
             watches.append(doctor_watch)
 
-            patient, patient_watch = join_waiting(browser, invite_url(doctor, base, cid), "Alice Patient", "patient")
+            patient, patient_watch = patient_waiting(browser, invite_url(doctor, base, cid), "Alice Patient",
+                                                     **CALL_PAGE)
             watches.append(patient_watch)
-            admit(doctor, "Alice Patient")
-            wait_js(patient, "window.teleconsult.state === 'in-call'", "patient in the call")
-            wait_js(patient, VIDEO_ALIVE, "patient sees the doctor", arg=[REMOTE_CAMERA, 10])
-            wait_js(doctor, VIDEO_ALIVE, "doctor sees the patient", arg=[REMOTE_CAMERA, 10])
-            wait_frames_grow(patient, "patient decodes frames")
-            wait_frames_grow(doctor, "doctor decodes frames")
+            admit(doctor, "Alice Patient", patient)
+            seeing_each_other(doctor, patient)
             for page, who in ((doctor, "doctor"), (patient, "patient")):
                 print(who, "transport:", assert_dtls_srtp(page, who))
             patient_id = str(patient.evaluate("window.teleconsult.participantId"))
 
             # A guest joins while both videos flow.
-            guest, guest_watch = join_waiting(browser, invite_url(doctor, base, cid, role="guest"),
-                                              "Gus Guest", "guest")
+            guest, guest_watch = patient_waiting(browser, invite_url(doctor, base, cid, role="guest"),
+                                                 "Gus Guest", watch_name="guest", **CALL_PAGE)
             watches.append(guest_watch)
-            admit(doctor, "Gus Guest")
-            wait_js(guest, "window.teleconsult.state === 'in-call'", "guest in the call")
+            admit(doctor, "Gus Guest", guest)
             timing = wait_js(guest, FIRST_FRAMES, "guest decodes two remote videos", timeout_s=20).json_value()
             delays_ms = {mid: round(at - timing["connectedAt"]) for mid, at in timing["firstDecoded"].items()}
             print("guest: connected -> first frame decoded (ms) per remote video mid:", delays_ms)
@@ -92,11 +91,3 @@ def test_guest_joining_mid_stream_decodes_within_two_seconds(tmp_path: Path) -> 
                 current = page.evaluate(f"document.querySelector(\"{REMOTE_CAMERA}\").currentTime")
                 wait_js(page, f"document.querySelector(\"{REMOTE_CAMERA}\").currentTime > {current}",
                         f"{who}'s remote video advancing")
-            for watch in watches:
-                watch.assert_clean()
-        except BaseException:
-            for watch in watches:
-                print(watch.name, "console:", *watch.log[-30:], sep="\n  ")
-            raise
-        finally:
-            browser.close()

@@ -1,4 +1,4 @@
-"""Two Python participants (server/client) through the REAL server process: the doctor logs in
+"""Two Python participants (client) through the REAL server process: the doctor logs in
 (password + TOTP) and hosts with a room token, the patient joins from an invite link and waits,
 the host client admits them, and each receives the other's video and audio."""
 
@@ -11,13 +11,13 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from server.client.api import ApiClient, token_from_link
-from server.client.media import PreparedMedia, SendLog
-from server.client.participant import ConsultationClient
-from server.client.peer import MediaOptions, MediaPeer
-from server.client.provision import provision_doctor
-from tests.server_process import REPO, running_server, server_env
-from tests.waiting import wait_for_condition
+from client.api import ApiClient, token_from_link
+from client.media import PreparedMedia, SendLog
+from client.participant import ConsultationClient
+from client.peer import MediaOptions, MediaPeer
+from client.provision import provision_doctor
+from tests.helpers.server_process import REPO, running_server, server_env
+from tests.helpers.waiting import wait_for_condition
 
 
 @dataclass

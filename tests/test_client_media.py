@@ -6,7 +6,7 @@ from __future__ import annotations
 import av
 import pytest
 
-from server.client.media import PreEncodedTrack, PreparedMedia, SendLog, add_trailer, read_trailer
+from client.media import PreEncodedTrack, PreparedMedia, SendLog, add_trailer, read_trailer
 from server.sfu.forwarder import is_vp8_keyframe
 
 

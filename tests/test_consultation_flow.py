@@ -10,9 +10,8 @@ import pytest
 from server.clock import ManualClock
 from server.config import Settings
 from server.store.sqlite import SQLiteStore
-from tests.rooms_helpers import (
+from tests.helpers.rooms_helpers import (
     closed_with,
-    create_consultation,
     host_ws,
     http_env,
     invite_token,
@@ -27,8 +26,7 @@ async def test_join_lobby_admit_reconnect_end(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     async with http_env(sqlite_store, clock, settings) as env:
-        doctor, dh = await env.staff("dr.a@example.test", "doctor")
-        cid = await create_consultation(doctor, dh, label="follow-up")
+        doctor, dh, cid = await env.consultation("dr.a@example.test", label="follow-up")
         token = await invite_token(doctor, dh, cid)
         patient, ph = await env.anonymous()
 
@@ -105,14 +103,11 @@ async def test_deny_and_remove_end_the_session(
     sqlite_store: SQLiteStore, clock: ManualClock, settings: Settings
 ) -> None:
     async with http_env(sqlite_store, clock, settings) as env:
-        doctor, dh = await env.staff("dr.b@example.test", "doctor")
-        cid = await create_consultation(doctor, dh)
+        doctor, dh, cid = await env.consultation("dr.b@example.test")
         hws = await host_ws(doctor, dh, cid)
         await next_of(hws, "welcome")
-        a, ah = await env.anonymous()
-        b, bh = await env.anonymous()
-        pa = await join(a, ah, await invite_token(doctor, dh, cid), "A")
-        pb = await join(b, bh, await invite_token(doctor, dh, cid), "B")
+        a, _ah, pa = await env.patient(doctor, dh, cid, "A")
+        b, _bh, pb = await env.patient(doctor, dh, cid, "B")
         aws, bws = await open_ws(a, cid), await open_ws(b, cid)
         for ws in (aws, bws):
             await ws.send_json({"v": 1, "type": "hello"})
@@ -139,8 +134,7 @@ async def test_host_ending_over_the_websocket_tells_everyone_at_once(
     """The host's own socket closes inside its own `end` handler; that close handshake must not
     hold back the `ended` news to the others (it used to take ~10 s, the handshake timeout)."""
     async with http_env(sqlite_store, clock, settings) as env:
-        doctor, dh = await env.staff("dr.end@example.test", "doctor")
-        cid = await create_consultation(doctor, dh)
+        doctor, dh, cid = await env.consultation("dr.end@example.test")
         patient, ph = await env.anonymous()
         token = await invite_token(doctor, dh, cid)
         hws = await host_ws(doctor, dh, cid)  # the host's connection is the lobby's first

@@ -13,18 +13,26 @@ import pytest
 
 from server.errors import Conflict, Forbidden
 from server.recording.consent import consent_text
+from server.recording.crypto import DEFAULT_CHUNK_SIZE
 from server.store.sqlite import SQLiteStore
-from tests.recording_call_helpers import TEXT_VERSION, GatewayPeer, recording_harness
-from tests.waiting import wait_for_condition
+from tests.helpers.recording_call_helpers import TEXT_VERSION, recording_harness
+from tests.helpers.sfu_peers import LocalPeer
+from tests.helpers.waiting import wait_for_condition
 
 CID = "c_rec1"
+
+
+async def _bytes_sent(peer: LocalPeer) -> int:
+    """RTP bytes (audio and video) this participant's connection has sent: its outbound stats."""
+    stats = await peer.pc.getStats()
+    return sum(s.bytesSent for s in stats.values() if s.type == "outbound-rtp")
 
 
 def _enc_files(root: Path) -> dict[str, int]:
     return {p.name: p.stat().st_size for p in root.rglob("*.enc")} if root.exists() else {}
 
 
-async def _state(peers: list[GatewayPeer], state: str) -> None:
+async def _state(peers: list[LocalPeer], state: str) -> None:
     await wait_for_condition(lambda: all(p.last_state() == state for p in peers), timeout_s=5,
                              what=f"recording-state {state} on every screen")
 
@@ -64,9 +72,27 @@ async def test_consent_gates_writing_pause_on_join_withdraw_stops_all(
         session = controller.session
         assert session is not None
         sdir = session.directory
-        await wait_for_condition(
-            lambda: len(_enc_files(sdir)) == 2 and min(_enc_files(sdir).values()) > 100_000,
-            timeout_s=15, what="both participants' files growing")
+        # Each file holds what its participant sent since the recording started (at least half
+        # of those RTP bytes: headers, the unsealed last chunk and the batch in flight are not
+        # on disk), once that is an encrypted chunk. Derived from what was sent, not from a
+        # fixed size: how well a picture compresses is the encoder's business (the test's moving
+        # bar is about 5 kB/s, so a chunk takes some 14 s: two took 28 s of a 30 s bound).
+        sent_at_start = {p.participant_id: await _bytes_sent(p) for p in (host, p1)}
+        last: dict[str, tuple[int, int]] = {}
+
+        async def files_hold_what_was_sent() -> bool:
+            files = _enc_files(sdir)
+            held = len(files) == 2
+            for peer in (host, p1):
+                since = await _bytes_sent(peer) - sent_at_start[peer.participant_id]
+                size = sum(n for name, n in files.items() if name.endswith(f"-{peer.participant_id}.webm.enc"))
+                last[peer.participant_id] = (since, size)
+                held = held and since >= DEFAULT_CHUNK_SIZE and size >= since // 2
+            return held
+
+        await wait_for_condition(files_hold_what_was_sent, timeout_s=45, interval_s=0.5,
+                                 what="both participants' files hold what they sent",
+                                 seen=lambda: f"(sent since start, file bytes) {last}")
         host_video = h.sfu.rooms[CID].participants()[0].published["video"]
         assert host_video.keyframe_requests_sent >= 1  # recorder start asked for a keyframe
 

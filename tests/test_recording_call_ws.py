@@ -12,17 +12,14 @@ from aiohttp import ClientWebSocketResponse
 from server.clock import ManualClock
 from server.config import Settings
 from server.store.sqlite import SQLiteStore
-from tests.rooms_helpers import (
+from tests.helpers.rooms_helpers import (
     closed_with,
-    create_consultation,
     host_ws,
     http_env,
-    invite_token,
-    join,
     next_of,
     open_ws,
 )
-from tests.waiting import wait_for_condition
+from tests.helpers.waiting import wait_for_condition
 
 
 async def _state(ws: ClientWebSocketResponse, state: str) -> None:
@@ -34,10 +31,8 @@ async def _state(ws: ClientWebSocketResponse, state: str) -> None:
 async def test_consent_over_websocket(sqlite_store: SQLiteStore, clock: ManualClock,
                                       settings: Settings) -> None:
     async with http_env(sqlite_store, clock, settings) as env:
-        doctor, dh = await env.staff("dr.a@example.test", "doctor")
-        cid = await create_consultation(doctor, dh, label="rec")
-        patient, ph = await env.anonymous()
-        pid = await join(patient, ph, await invite_token(doctor, dh, cid), "Ann")
+        doctor, dh, cid = await env.consultation("dr.a@example.test", label="rec")
+        patient, _ph, pid = await env.patient(doctor, dh, cid)
         hws = await host_ws(doctor, dh, cid)
         assert (await next_of(hws, "recording-state"))["state"] == "off"
         pws = await open_ws(patient, cid)

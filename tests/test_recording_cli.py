@@ -11,11 +11,11 @@ import av
 import pytest
 
 from server.clock import ManualClock
+from server.recorder.session import RecordingSession
 from server.recording.keys import DataKeyDestroyed, Keyring, RecordingKeys
-from server.recording.session import RecordingSession
 from server.store.sqlite import SQLiteStore
-from tests.recording_media import FPS, packet_sequence
-from tests.server_process import run_cli, server_env
+from tests.helpers.recording_media import FPS, packet_sequence
+from tests.helpers.server_process import run_cli, server_env
 
 SECONDS = 3.0
 

@@ -12,12 +12,13 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
+import pytest
 
+from server.recorder.muxer import ParticipantRecorder, RecordingFileInfo, vp8_keyframe_size
+from server.recorder.timeline import Timeline
 from server.recording.crypto import DataKey, decrypt_file
-from server.recording.recorder import ParticipantRecorder, RecordingFileInfo, vp8_keyframe_size
-from server.recording.timeline import Timeline
-from tests.recording_media import FPS, MediaPacket, encoded_vp8, packet_sequence
-from tests.waiting import wait_for_condition
+from tests.helpers.recording_media import FPS, MediaPacket, encoded_vp8, packet_sequence
+from tests.helpers.waiting import wait_for_condition
 
 EBML_MAGIC = b"\x1a\x45\xdf\xa3"
 
@@ -53,9 +54,14 @@ def _decode_counts(webm: bytes) -> tuple[int, int, tuple[int, int]]:
     return len(frames), samples, size
 
 
-def _files_containing(root: Path, needles: list[bytes], since: float) -> list[Path]:
+def _files_containing(root: Path, needles: list[bytes], since: float,
+                      skip: Path | None = None, keep: Path | None = None) -> list[Path]:
+    """Files under `root` written since `since` holding a needle; under `skip`, only those
+    also under `keep` are looked at."""
     hits = []
     for path in root.rglob("*"):
+        if skip is not None and path.is_relative_to(skip) and not (keep and path.is_relative_to(keep)):
+            continue
         try:
             if not path.is_file() or path.stat().st_mtime < since or path.stat().st_size > 50e6:
                 continue
@@ -67,8 +73,14 @@ def _files_containing(root: Path, needles: list[bytes], since: float) -> list[Pa
     return hits
 
 
-async def test_six_seconds_decode_and_no_plaintext_on_disk(tmp_path: Path) -> None:
+async def test_six_seconds_decode_and_no_plaintext_on_disk(
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     start = time.time() - 1
+    # pytest's temp trees (this run's other tests, other runs on the machine) hold deliberate
+    # plaintext exports of the same synthetic media, not this recorder's doing: of those trees
+    # only this test's own directory is scanned; everything else in the temp dir is.
+    pytest_trees = tmp_path_factory.getbasetemp().parent
     rec_dir = tmp_path / "recordings"
     rec_dir.mkdir()
     key = DataKey.generate()
@@ -83,12 +95,12 @@ async def test_six_seconds_decode_and_no_plaintext_on_disk(tmp_path: Path) -> No
                              what="the recorder sealing chunks")
     # During recording: only ciphertext in the recordings dir, nothing in the temp dir.
     assert _files_containing(rec_dir, [EBML_MAGIC, known_frame], start) == []
-    assert _files_containing(Path(tempfile.gettempdir()), [known_frame], start) == []
+    assert _files_containing(Path(tempfile.gettempdir()), [known_frame], start, pytest_trees, tmp_path) == []
     _feed(rec, packets[half:])
     info = await rec.close()
     assert await rec.close() == info  # idempotent
     assert _files_containing(rec_dir, [EBML_MAGIC, known_frame], start) == []
-    assert _files_containing(Path(tempfile.gettempdir()), [known_frame], start) == []
+    assert _files_containing(Path(tempfile.gettempdir()), [known_frame], start, pytest_trees, tmp_path) == []
     assert os.listdir(rec_dir) == ["p1.webm.enc"]
 
     assert isinstance(info, RecordingFileInfo) and info.error == ""

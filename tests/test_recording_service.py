@@ -9,12 +9,12 @@ import pytest
 
 from server.clock import ManualClock
 from server.errors import Conflict, NotFound
+from server.recorder.session import RecordingSession
 from server.recording.crypto import decrypt_file
 from server.recording.keys import DataKeyDestroyed, Keyring, RecordingKeys
 from server.recording.service import RecordingService
-from server.recording.session import RecordingSession
 from server.store.sqlite import SQLiteStore
-from tests.recording_media import packet_sequence
+from tests.helpers.recording_media import packet_sequence
 
 
 async def test_list_export_delete_purge(sqlite_store: SQLiteStore, tmp_path: Path,

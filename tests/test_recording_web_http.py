@@ -11,11 +11,11 @@ import av
 
 from server.clock import ManualClock
 from server.config import Settings
+from server.recorder.session import RecordingSession
 from server.recording.keys import Keyring, RecordingKeys
-from server.recording.session import RecordingSession
 from server.store.sqlite import SQLiteStore
-from tests.recording_media import FPS, packet_sequence
-from tests.rooms_helpers import PASSWORD, create_consultation, http_env
+from tests.helpers.recording_media import FPS, packet_sequence
+from tests.helpers.rooms_helpers import PASSWORD, create_consultation, http_env
 
 EBML = b"\x1a\x45\xdf\xa3"
 

@@ -6,10 +6,10 @@ import pytest
 
 from server.clock import ManualClock
 from server.config import Settings
+from server.consultations.models import ConsultationState
 from server.errors import Conflict, InvalidInput, NotFound
-from server.rooms.models import ConsultationState
 from server.store.sqlite import SQLiteStore
-from tests.rooms_helpers import ADMIN, DOCTOR, OTHER_DOCTOR, build_rooms
+from tests.helpers.rooms_helpers import ADMIN, DOCTOR, OTHER_DOCTOR, build_rooms
 
 
 async def test_create_defaults_and_validation(

@@ -11,12 +11,12 @@ import pytest
 
 from server.clock import ManualClock
 from server.config import Settings
+from server.consultations.invites import INVITE_INVALID_MESSAGE, INVITE_USED_MESSAGE
+from server.consultations.models import AdmissionState, InviteState, token_hash
 from server.errors import Conflict, Gone, InvalidInput, Unauthenticated
-from server.rooms.invites import INVITE_INVALID_MESSAGE, INVITE_USED_MESSAGE
-from server.rooms.models import InviteState, ParticipantState, token_hash
 from server.store.base import Store
 from server.store.sqlite import SQLiteStore
-from tests.rooms_helpers import DOCTOR, build_rooms
+from tests.helpers.rooms_helpers import DOCTOR, build_rooms
 
 
 def _token(link: str) -> str:
@@ -38,7 +38,7 @@ async def test_issue_stores_only_the_hash_and_redeem_twice(
     assert await sqlite_store.peek_token("invite", token) is None  # not keyed by the raw token
 
     joined = await rooms.participants.join(token, "  Ann  ", "passed")
-    assert joined.participant.state is ParticipantState.WAITING
+    assert joined.participant.state is AdmissionState.WAITING
     assert joined.participant.display_name == "Ann"
     with pytest.raises(Gone) as second:
         await rooms.participants.join(token, "Ann", "passed")
@@ -122,10 +122,10 @@ async def test_session_lifecycle_and_capacity(
     with pytest.raises(InvalidInput):
         await rooms.participants.join(full_token, "Ok", "maybe")
     pid = joined.participant.participant_id
-    await rooms.participants.transition(c.id, pid, ParticipantState.ADMITTED, actor=DOCTOR.account_id)
+    await rooms.participants.transition(c.id, pid, AdmissionState.ADMITTED, actor=DOCTOR.account_id)
     with pytest.raises(Conflict):
-        await rooms.participants.transition(c.id, pid, ParticipantState.DENIED, actor=DOCTOR.account_id)
-    await rooms.participants.transition(c.id, pid, ParticipantState.REMOVED, actor=DOCTOR.account_id)
+        await rooms.participants.transition(c.id, pid, AdmissionState.DENIED, actor=DOCTOR.account_id)
+    await rooms.participants.transition(c.id, pid, AdmissionState.REMOVED, actor=DOCTOR.account_id)
     with pytest.raises(Unauthenticated):
         await rooms.participants.authenticate(joined.session_secret)
     with pytest.raises(Unauthenticated):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.server_process import free_port, run_cli, running_server, server_env
+from tests.helpers.server_process import free_port, run_cli, running_server, server_env
 
 
 def test_serves_health_with_no_other_service_and_keeps_data_across_restart(tmp_path: Path) -> None:

@@ -17,14 +17,26 @@ from server.sfu.ice import (
     server_configuration,
     turn_rest_credentials,
 )
-from server.signalling.media import (
-    MAX_SDP_BYTES,
-    MEDIA_MESSAGE_TYPES,
+from server.sfu.messages import (
     AnswerMessage,
     LeaveMessage,
     MuteMessage,
+    MuteState,
     OfferMessage,
+    OutgoingTrackInfo,
+    ParticipantJoined,
+    ParticipantLeft,
     RenegotiateMessage,
+    ServerAnswer,
+    ServerOffer,
+    TrackInfo,
+    TrackPublished,
+    TrackUnpublished,
+)
+from server.signalling.media import (
+    MAX_SDP_BYTES,
+    MEDIA_MESSAGE_TYPES,
+    media_event_message,
     parse_media_message,
 )
 
@@ -54,6 +66,19 @@ def test_browser_ice_servers_from_settings() -> None:
     assert servers[1]["username"] == "1600:p9" and servers[1]["urls"] == ["turn:t:3478?transport=udp"]
 
 
+def test_ice_transport_policy_setting_reaches_the_welcome() -> None:
+    from server.config import load_settings
+    from server.signalling.envelope import welcome_message
+
+    assert IceSettings.from_settings(Settings()).transport_policy == "all"
+    relay = load_settings(environ={"TELECONSULT_ICE_TRANSPORT_POLICY": "relay"})
+    assert IceSettings.from_settings(relay).transport_policy == "relay"
+    with pytest.raises(ConfigError, match="ICE_TRANSPORT_POLICY"):
+        load_settings(environ={"TELECONSULT_ICE_TRANSPORT_POLICY": "tcp"})
+    assert welcome_message("p1", "patient", "admitted", [], [], ice_transport_policy="relay")["ice_transport_policy"] == "relay"
+    assert welcome_message("p1", "patient", "admitted", [], [])["ice_transport_policy"] == "all"
+
+
 def test_announce_address_rewrites_host_candidates_only() -> None:
     sdp = ("m=audio 5000 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 10.0.0.5\r\n"
            "a=candidate:1 1 udp 2130706431 10.0.0.5 5000 typ host\r\n"
@@ -75,7 +100,8 @@ def test_parse_valid_media_messages() -> None:
     assert parse_media_message({"v": 1, "type": "mute", "kind": "video", "muted": True}) == \
         MuteMessage("video", True)
     assert parse_media_message({"v": 1, "type": "leave"}) == LeaveMessage()
-    assert frozenset({"offer", "answer", "renegotiate", "mute", "leave"}) == MEDIA_MESSAGE_TYPES
+    assert frozenset({"offer", "answer", "renegotiate", "mute", "leave", "receive-video",
+                      "network-quality"}) == MEDIA_MESSAGE_TYPES
 
 
 @pytest.mark.parametrize(("obj", "code"), [
@@ -97,3 +123,25 @@ def test_bad_media_messages_get_clear_codes(obj: dict[str, object], code: str) -
     with pytest.raises(InvalidInput) as exc:
         parse_media_message(obj)
     assert exc.value.code == code
+
+
+def test_sfu_events_become_the_documented_server_messages() -> None:
+    """The SFU gives typed events; their JSON (docs/sfu.md, web/) is built in one place."""
+    track = TrackInfo("a", "a-video-1", "video", False)
+    outgoing = OutgoingTrackInfo("1", "a", "a-video-1", "video")
+    assert media_event_message(ServerAnswer(SDP)) == {"v": 1, "type": "answer", "sdp": SDP}
+    assert media_event_message(ServerOffer(SDP, (outgoing,), {"2": "screen"})) == {
+        "v": 1, "type": "offer", "sdp": SDP, "receive": {"2": "screen"},
+        "tracks": [{"mid": "1", "participant_id": "a", "track_id": "a-video-1", "kind": "video"}]}
+    track_json = {"participant_id": "a", "track_id": "a-video-1", "kind": "video", "muted": False}
+    assert media_event_message(ParticipantJoined("a", (track,))) == {
+        "v": 1, "type": "participant-joined", "participant_id": "a", "tracks": [track_json]}
+    assert media_event_message(ParticipantLeft("a", ("a-video-1",))) == {
+        "v": 1, "type": "participant-left", "participant_id": "a", "tracks": ["a-video-1"]}
+    assert media_event_message(TrackPublished(track)) == {
+        "v": 1, "type": "track-published", "participant_id": "a", "track": track_json}
+    assert media_event_message(TrackUnpublished("a", "a-video-1", "video")) == {
+        "v": 1, "type": "track-unpublished", "participant_id": "a", "track_id": "a-video-1",
+        "kind": "video"}
+    assert media_event_message(MuteState("a", "audio", True)) == {
+        "v": 1, "type": "mute-state", "participant_id": "a", "kind": "audio", "muted": True}

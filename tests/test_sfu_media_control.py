@@ -4,21 +4,32 @@ from __future__ import annotations
 
 import pytest
 
+from client.media import GeneratedVideoTrack
 from server.errors import Conflict, InvalidInput
 from server.sfu.messages import AnswerMessage, MuteMessage, OfferMessage, RenegotiateMessage
-from tests.sfu_peers import ClientPeer, CodecSpy, connect_all, new_room, receiver_decoder_thread
-from tests.waiting import wait_for_condition
+from tests.helpers.sfu_peers import (
+    CodecSpy,
+    LocalPeer,
+    close_all,
+    connect_all,
+    ignore,
+    new_room,
+    receiver_decoder_thread,
+)
+from tests.helpers.waiting import wait_for_condition
+
+pytestmark = pytest.mark.usefixtures("media_runtime")
 
 GARBAGE_SDP = "v=0\r\nthis is not sdp\r\nm=video nonsense\r\n"
 
 
 async def test_bad_media_input_gets_clear_errors_and_disturbs_nobody() -> None:
     room, other_room = new_room("r1"), new_room("r2")
-    a, b, x, y = ClientPeer("a"), ClientPeer("b"), ClientPeer("x"), ClientPeer("y")
+    a, b, x, y = LocalPeer("a"), LocalPeer("b"), LocalPeer("x"), LocalPeer("y")
     try:
         await connect_all(x, y, room=other_room)
         # Garbage first offer: clear error, the participant can still join properly.
-        pa = await room.join("a", a.notify)
+        pa = await room.join("a", a.on_media_event)
         with pytest.raises(InvalidInput) as exc:
             await pa.handle(OfferMessage(GARBAGE_SDP))
         assert exc.value.code == "invalid_sdp"
@@ -43,19 +54,16 @@ async def test_bad_media_input_gets_clear_errors_and_disturbs_nobody() -> None:
             timeout_s=10, what="media keeps flowing after bad input")
         assert a.pc.connectionState == "connected" and x.pc.connectionState == "connected"
     finally:
-        await room.close()
         await other_room.close()
-        for c in (a, b, x, y):
-            await c.close()
+        await close_all(room, a, b, x, y)
 
 
 async def test_offer_without_vp8_is_refused_with_codec_error() -> None:
     room = new_room()
-    c = ClientPeer("c")
+    c = LocalPeer("c")
     try:
-        participant = await room.join("c", c.notify)
-        assert c.video is not None
-        transceiver = c.pc.addTransceiver(c.video, direction="sendonly")
+        participant = await room.join("c", c.on_media_event)
+        transceiver = c.pc.addTransceiver(GeneratedVideoTrack(), direction="sendonly")
         from aiortc import RTCRtpSender
 
         h264 = [k for k in RTCRtpSender.getCapabilities("video").codecs if k.mimeType == "video/H264"]
@@ -65,13 +73,12 @@ async def test_offer_without_vp8_is_refused_with_codec_error() -> None:
             await participant.handle(OfferMessage(c.pc.localDescription.sdp))
         assert exc.value.code == "codec_unsupported"
     finally:
-        await room.close()
-        await c.close()
+        await close_all(room, c)
 
 
 async def test_mute_costs_no_bandwidth_and_unmute_resumes_at_a_keyframe() -> None:
     room = new_room()
-    a, b = ClientPeer("a"), ClientPeer("b")
+    a, b = LocalPeer("a"), LocalPeer("b")
     spy = CodecSpy()
     try:
         with spy.installed():
@@ -108,7 +115,7 @@ async def test_mute_costs_no_bandwidth_and_unmute_resumes_at_a_keyframe() -> Non
                   f"0 RTP packets to the subscriber")
 
             thread = next(receiver_decoder_thread(t.receiver) for t in b.pc.getTransceivers()
-                          if t.mid in {r.mid for r in b.tracks_from("a", "video")})
+                          if t.mid in b.media.mids_of("a", "video"))
             decoded_before = len(spy.received_vp8[thread])
             await a.participant.handle(MuteMessage("video", False))
             await wait_for_condition(lambda: len(spy.received_vp8[thread]) > decoded_before + 5,
@@ -120,40 +127,18 @@ async def test_mute_costs_no_bandwidth_and_unmute_resumes_at_a_keyframe() -> Non
             first_new = resumed[0] if resumed[0][0] & 1 == 0 else resumed[1]
             assert first_new not in spy.received_vp8[thread][:decoded_before]
     finally:
-        await room.close()
-        await a.close()
-        await b.close()
+        await close_all(room, a, b)
 
 
 async def test_screen_share_via_server_renegotiation() -> None:
-    from server.sfu.messages import OfferMessage as _  # noqa: F401  (schema import check)
-
     room = new_room()
-    a, b = ClientPeer("a"), ClientPeer("b")
+    a, b = LocalPeer("a"), LocalPeer("b")
     try:
         await connect_all(a, b, room=room)
-        assert a.participant is not None and a.video is not None
+        assert a.participant is not None
         offers_before = len(a.messages_of("offer"))
-        screen_source = type(a.video)(fps=10)
-
         # The client adds its screen track on the m-section the server offers for it.
-        original = a._on_message
-
-        async def on_message(message: dict) -> None:  # type: ignore[type-arg]
-            if message["type"] == "offer" and "screen" in message.get("receive", {}).values():
-                from aiortc import RTCSessionDescription
-
-                mid = next(m for m, label in message["receive"].items() if label == "screen")
-                await a.pc.setRemoteDescription(RTCSessionDescription(message["sdp"], "offer"))
-                t = next(t for t in a.pc.getTransceivers() if t.mid == mid)
-                t.sender.replaceTrack(screen_source)
-                t.direction = "sendonly"
-                await a.pc.setLocalDescription(await a.pc.createAnswer())
-                await a.participant.handle(AnswerMessage(a.pc.localDescription.sdp))  # type: ignore[union-attr]
-            else:
-                await original(message)
-
-        a._on_message = on_message  # type: ignore[method-assign]
+        a.media.share_screen(GeneratedVideoTrack(fps=10))
         await a.participant.handle(RenegotiateMessage(frozenset({"audio", "video", "screen"})))
         await wait_for_condition(lambda: len(a.messages_of("offer")) > offers_before, timeout_s=5,
                                  what="server offer for screen share")
@@ -169,26 +154,21 @@ async def test_screen_share_via_server_renegotiation() -> None:
             timeout_s=5, what="track-unpublished")
         assert not a.errors and not b.errors
     finally:
-        await room.close()
-        await a.close()
-        await b.close()
+        await close_all(room, a, b)
 
 
 async def test_room_limits_and_ids() -> None:
     room = new_room(max_participants=2)
     try:
-        async def notify(message: object) -> None:
-            return None
-
-        await room.join("p1", notify)
+        await room.join("p1", ignore)
         with pytest.raises(Conflict) as exc:
-            await room.join("p1", notify)
+            await room.join("p1", ignore)
         assert exc.value.code == "already_joined"
         with pytest.raises(InvalidInput):
-            await room.join("bad id with spaces", notify)
-        await room.join("p2", notify)
+            await room.join("bad id with spaces", ignore)
+        await room.join("p2", ignore)
         with pytest.raises(Conflict) as exc:
-            await room.join("p3", notify)
+            await room.join("p3", ignore)
         assert exc.value.code == "room_full"
     finally:
         await room.close()
@@ -197,10 +177,7 @@ async def test_room_limits_and_ids() -> None:
 async def test_unconnected_peer_is_closed_after_the_connect_timeout() -> None:
     room = new_room(connect_timeout_s=1.0)
     try:
-        async def notify(message: object) -> None:
-            return None
-
-        participant = await room.join("silent", notify)
+        participant = await room.join("silent", ignore)
         reasons: list[str] = []
         participant.on_closed = reasons.append
         await wait_for_condition(lambda: reasons == ["connect_timeout"], timeout_s=5,

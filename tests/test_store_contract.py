@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import json
+from pathlib import Path
 
 import pytest
 
-from server.errors import Unavailable
+from server.clock import ManualClock
+from server.config import Settings
+from server.consultations.models import AdmissionState
+from server.errors import Conflict, Unavailable
 from server.store.base import AuditBuilder, AuditRecord, Store
-from tests.waiting import wait_for_condition
+from tests.helpers.rooms_helpers import DOCTOR, build_rooms
+from tests.helpers.waiting import wait_for_condition
 
 GENESIS = "0" * 64
 SHORT_TTL_S = 0.3
@@ -166,6 +172,63 @@ async def test_claim_is_first_one_wins_then_free_again_after_its_ttl(store: Stor
 async def test_fifty_concurrent_claims_exactly_one_true(store: Store) -> None:
     results = await asyncio.gather(*(store.claim("totp", "same", ttl_s=60) for _ in range(50)))
     assert results.count(True) == 1
+
+
+# -- seats (issue #12.3) ---------------------------------------------------------------------
+
+
+async def test_seats_up_to_the_limit_then_refused_then_free_again(store: Store) -> None:
+    assert await store.take_seat("seat", "c1", "p1", 2, ttl_s=60)
+    assert await store.take_seat("seat", "c1", "p1", 2, ttl_s=60)  # holding one: kept
+    assert await store.take_seat("seat", "c1", "p2", 2, ttl_s=60)
+    assert not await store.take_seat("seat", "c1", "p3", 2, ttl_s=60)
+    assert await store.take_seat("seat", "c2", "p3", 2, ttl_s=60)  # another group
+    assert await store.seat_holders("seat", "c1") == {"p1", "p2"}
+    assert await store.release_seat("seat", "c1", "p1")
+    assert not await store.release_seat("seat", "c1", "p1")
+    assert await store.take_seat("seat", "c1", "p3", 2, ttl_s=60)
+    assert not await store.take_seat("seat", "c1", "p4", 0, ttl_s=60)
+
+
+async def test_an_expired_seat_is_free_again(store: Store) -> None:
+    assert await store.take_seat("seat", "c1", "p1", 1, ttl_s=SHORT_TTL_S)
+    assert not await store.take_seat("seat", "c1", "p2", 1, ttl_s=60)
+
+    async def free_again() -> bool:
+        return await store.take_seat("seat", "c1", "p2", 1, ttl_s=60)
+
+    await wait_for_condition(free_again, timeout_s=EXPIRY_BOUND_S, what="the seat to lapse")
+
+
+async def test_twenty_concurrent_takers_of_one_seat_exactly_one_wins(store: Store) -> None:
+    results = await asyncio.gather(*(store.take_seat("seat", "c1", f"p{i}", 1, ttl_s=60) for i in range(20)))
+    assert results.count(True) == 1
+    assert len(await store.seat_holders("seat", "c1")) == 1
+
+
+async def test_twenty_simultaneous_joins_for_one_patient_seat_take_exactly_one(
+    store: Store, tmp_path: Path
+) -> None:
+    """The participant service on this backend: max_participants 2 (host + one patient),
+    twenty links, twenty joins at once → one 201-equivalent, nineteen consultation_full."""
+    settings = dataclasses.replace(Settings(), data_dir=tmp_path / "data")
+    rooms = build_rooms(store, ManualClock(), settings)
+    consultation = await rooms.consultations.create(DOCTOR, max_participants=2)
+    tokens = [(await rooms.invites.issue(consultation, "patient", DOCTOR)).link.split("#", 1)[1]
+              for _ in range(20)]
+    results = await asyncio.gather(*(rooms.participants.join(t, f"P{i}", "passed")
+                                     for i, t in enumerate(tokens)), return_exceptions=True)
+    joined = [r for r in results if not isinstance(r, BaseException)]
+    refused = [r for r in results if isinstance(r, Conflict)]
+    assert len(joined) == 1, results
+    assert len(refused) == 19 and all(r.code == "consultation_full" for r in refused)
+    active = [p for p in await rooms.participants.list_for(consultation.id) if p.state.value == "waiting"]
+    assert len(active) == 1
+    # Leaving frees the seat: the next link gets in.
+    await rooms.participants.transition(consultation.id, active[0].participant_id, AdmissionState.LEFT,
+                                        actor=active[0].participant_id)
+    fresh = (await rooms.invites.issue(consultation, "patient", DOCTOR)).link.split("#", 1)[1]
+    assert (await rooms.participants.join(fresh, "Next", "passed")).participant.state.value == "waiting"
 
 
 # -- counters -------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from server.errors import ConfigError, Unavailable
 from server.store.factory import open_store
 from server.store.redis import RedisStore
 from server.store.sqlite import SQLiteStore
+from server.store.timed import TimedStore
 from tests.conftest import delete_redis_prefix, random_redis_prefix
 
 
@@ -28,7 +29,7 @@ def closed_port() -> int:
 async def test_without_redis_url_it_opens_sqlite_in_the_data_dir(settings: Settings) -> None:
     store = await open_store(settings)
     try:
-        assert isinstance(store, SQLiteStore)
+        assert isinstance(store, TimedStore) and isinstance(store.inner, SQLiteStore)  # latency metrics
         assert settings.sqlite_path.exists()
         assert stat.S_IMODE(settings.data_dir.stat().st_mode) == 0o700
     finally:
@@ -41,7 +42,8 @@ async def test_with_redis_url_it_opens_redis_under_the_prefix(settings: Settings
     s = dataclasses.replace(settings, redis_url=Secret(redis_url), redis_prefix=prefix)
     store = await open_store(s)
     try:
-        assert isinstance(store, RedisStore) and store.prefix == prefix
+        assert isinstance(store, TimedStore)
+        assert isinstance(store.inner, RedisStore) and store.inner.prefix == prefix
         await store.put_doc("account", "a1", {"id": "a1"})
         assert await store.get_doc("account", "a1") == {"id": "a1"}
     finally:

@@ -13,16 +13,13 @@ from redis.asyncio import Redis
 
 from server.store.base import AuditRecord
 from server.store.redis import RedisStore
-from tests.waiting import wait_for_condition
+from tests.helpers.waiting import wait_for_condition
 
 
 @pytest.fixture
 async def raw(redis_url: str) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_url, decode_responses=True)
-    try:
+    async with Redis.from_url(redis_url, decode_responses=True) as client:
         yield client
-    finally:
-        await client.aclose()
 
 
 async def prefixed_keys(raw: Redis, prefix: str) -> set[str]:
@@ -46,8 +43,9 @@ async def test_every_key_is_under_the_prefix(redis_store: RedisStore, raw: Redis
     assert await prefixed_keys(raw, p) == set()
 
 
-async def test_stale_index_members_are_removed_on_read(redis_store: RedisStore,
-                                                       raw: Redis) -> None:
+async def _s1_expired_s2_live(redis_store: RedisStore, raw: Redis) -> str:
+    """Sessions s1 (0.2 s TTL) and s2, both indexed under account a1; returns the key prefix once
+    Redis has expired s1 (its members in docs:session and the index set stay behind)."""
     p = redis_store.prefix
     await redis_store.put_doc("session", "s1", {}, ttl_s=0.2, index={"account": "a1"})
     await redis_store.put_doc("session", "s2", {}, index={"account": "a1"})
@@ -56,6 +54,12 @@ async def test_stale_index_members_are_removed_on_read(redis_store: RedisStore,
         return not await raw.exists(f"{p}doc:session:s1")
 
     await wait_for_condition(expired, timeout_s=5, what="Redis to expire the document")
+    return p
+
+
+async def test_stale_index_members_are_removed_on_read(redis_store: RedisStore,
+                                                       raw: Redis) -> None:
+    p = await _s1_expired_s2_live(redis_store, raw)
     assert await raw.smembers(f"{p}idx:session:account:a1") == {"s1", "s2"}
     assert await redis_store.find_docs("session", "account", "a1") == [{}]
     assert await raw.smembers(f"{p}idx:session:account:a1") == {"s2"}
@@ -65,14 +69,7 @@ async def test_stale_index_members_are_removed_on_read(redis_store: RedisStore,
 
 async def test_purge_expired_drops_members_of_expired_documents(redis_store: RedisStore,
                                                                 raw: Redis) -> None:
-    p = redis_store.prefix
-    await redis_store.put_doc("session", "s1", {}, ttl_s=0.2, index={"account": "a1"})
-    await redis_store.put_doc("session", "s2", {}, index={"account": "a1"})
-
-    async def expired() -> bool:
-        return not await raw.exists(f"{p}doc:session:s1")
-
-    await wait_for_condition(expired, timeout_s=5, what="Redis to expire the document")
+    p = await _s1_expired_s2_live(redis_store, raw)
     assert await redis_store.purge_expired() == 2  # from docs:session and the index set
     assert await raw.smembers(f"{p}docs:session") == {"s2"}
     assert await raw.smembers(f"{p}idx:session:account:a1") == {"s2"}

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from server.store.sqlite import SCHEMA_VERSION, SQLiteStore
-from tests.waiting import wait_for_condition
+from tests.helpers.waiting import wait_for_condition
 
 
 def mode(path: Path) -> int:

@@ -13,17 +13,15 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import sync_playwright
 
-from tests.browser_helpers import (
-    PageWatch,
+from tests.helpers.browser_helpers import (
     api_call,
     chromium,
-    create_doctor,
     dictionary,
-    enrol_and_login,
     screenshot,
     wait_js,
 )
-from tests.server_process import running_server, server_env
+from tests.helpers.journey_steps import doctor_signed_in, open_consultation
+from tests.helpers.server_process import running_server, server_env
 
 pytestmark = pytest.mark.browser
 
@@ -41,16 +39,11 @@ def test_idle_warning_stay_busy_call_and_timeout(tmp_path: Path) -> None:
     words = dictionary("en")
     extra = {"TELECONSULT_SESSION_IDLE_S": str(IDLE_S)}
     with running_server(tmp_path, extra_env=extra) as server, sync_playwright() as pw:
-        token = create_doctor(server_env(tmp_path, extra), "dr.idle@example.test", "Dr Idle")
         browser = chromium(pw)
         try:
-            doctor = browser.new_context(locale="en-GB", viewport={"width": 1280, "height": 800}).new_page()
-            watch = PageWatch(doctor, "doctor")
-            enrol_and_login(doctor, server.base_url, token, "dr.idle@example.test", "correct horse battery staple 42")
-            doctor.goto(f"{server.base_url}/")
-            doctor.fill("#new-label", LABEL)
-            doctor.click("#new-create")
-            wait_js(doctor, "window.teleconsult.state === 'in-call'", "doctor in the call")
+            doctor, watch = doctor_signed_in(browser, server, tmp_path, email="dr.idle@example.test",
+                                             name="Dr Idle", env=server_env(tmp_path, extra))
+            open_consultation(doctor, LABEL)
             doctor.click("#new-link")
             doctor.wait_for_selector("#link-box:not([hidden])")
             link = doctor.input_value("#link").replace("https://", "http://")
@@ -72,6 +65,7 @@ def test_idle_warning_stay_busy_call_and_timeout(tmp_path: Path) -> None:
 
             # The patient leaves: the doctor alone is warned, and stays.
             patient.click("#btn-hangup")
+            patient.click(".confirm-dialog .confirm-ok")  # Leave asks first
             wait_js(patient, "window.teleconsult.state === 'left'", "patient left")
             wait_js(doctor, "window.teleconsult.participants.length <= 1", "doctor alone")
             wait_js(doctor, DIALOG_SHOWN, "the idle warning", timeout_s=IDLE_S + 5)

@@ -11,22 +11,24 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import sync_playwright
 
-from tests.browser_helpers import (
+from tests.helpers.browser_helpers import (
     VIDEO_ALIVE,
-    PageWatch,
     chromium,
-    create_doctor,
     dictionary,
-    enrol_and_login,
     screenshot,
-    wait_frames_grow,
     wait_js,
 )
-from tests.server_process import running_server, server_env
+from tests.helpers.journey_steps import (
+    REMOTE_CAMERA,
+    doctor_signed_in,
+    new_page,
+    open_consultation,
+    seeing_each_other,
+)
+from tests.helpers.server_process import running_server
 
 pytestmark = pytest.mark.browser
 
-REMOTE_CAMERA = ".tile[data-kind='camera'] video"
 REMOTE_SCREEN = ".tile[data-kind='screen'] video"
 
 
@@ -39,21 +41,20 @@ def test_whole_journey(tmp_path: Path, locale: str, lang: str, patient_viewport:
     size = f"{patient_viewport['width']}x{patient_viewport['height']}"
     with running_server(tmp_path) as server, sync_playwright() as pw:
         base = server.base_url
-        token = create_doctor(server_env(tmp_path), "dr.martin@example.test", "Dr Martin")
         browser = chromium(pw)
         try:
-            doctor_ctx = browser.new_context(locale=locale, viewport={"width": 1280, "height": 800})
-            doctor = doctor_ctx.new_page()
-            doctor_watch = PageWatch(doctor, "doctor")
-            enrol_and_login(doctor, base, token, "dr.martin@example.test", "correct horse battery staple 42")
+            doctor, doctor_watch = doctor_signed_in(browser, server, tmp_path, email="dr.martin@example.test",
+                                                    name="Dr Martin", locale=locale)
 
             # Dashboard: new consultation, patient link.
-            doctor.goto(f"{base}/")
-            doctor.wait_for_selector("#new-form")
             assert doctor.inner_text("#list-title") == words["dash.title"]
-            doctor.fill("#new-label", "Follow-up 14:00")
-            doctor.click("#new-create")
-            wait_js(doctor, "window.teleconsult.state === 'in-call'", "doctor in the call")
+            open_consultation(doctor, "Follow-up 14:00")
+            # The doctor's device check: open while alone, own microphone level moving.
+            assert doctor.is_visible("#device-panel")
+            assert doctor.inner_text("#device-title") == words["call.deviceCheck.title"]
+            assert doctor.is_hidden("#device-missing")  # fake camera and microphone both there
+            wait_js(doctor, "document.getElementById('call-level').value > 0.05", "the doctor's microphone level")
+            assert doctor.eval_on_selector("#call-camera", "s => s.options.length") >= 1
             doctor.click("#new-link")
             doctor.wait_for_selector("#link-box:not([hidden])")
             link = doctor.input_value("#link")
@@ -63,11 +64,9 @@ def test_whole_journey(tmp_path: Path, locale: str, lang: str, patient_viewport:
                     "the copied confirmation", arg=words["dash.copied"])
 
             # Patient: the token leaves the address bar at once; device check first.
-            patient_ctx = browser.new_context(locale=locale, viewport=patient_viewport,
-                                              is_mobile=patient_viewport["width"] < 500,
-                                              has_touch=patient_viewport["width"] < 500)
-            patient = patient_ctx.new_page()
-            patient_watch = PageWatch(patient, "patient")
+            small = patient_viewport["width"] < 500
+            patient, patient_watch = new_page(browser, "patient", locale=locale, viewport=patient_viewport,
+                                              is_mobile=small, has_touch=small)
             invite_secret = link.split("#", 1)[1]
             patient_urls: list[str] = []
             patient.on("request", lambda r: patient_urls.append(r.url))
@@ -85,7 +84,7 @@ def test_whole_journey(tmp_path: Path, locale: str, lang: str, patient_viewport:
             patient.click("#join-submit")
             wait_js(patient, "window.teleconsult.state === 'waiting'", "waiting room")
             assert patient.inner_text("#waiting-title") == words["join.waiting.title"]
-            assert patient.inner_text("#screen-waiting p") == words["join.waiting.text"]
+            assert patient.inner_text("#waiting-text") == words["join.waiting.text"]
             screenshot(patient, f"waiting-{size}-{lang}")
 
             # Doctor: arrival cue (beep + highlighted entry), admit.
@@ -94,12 +93,10 @@ def test_whole_journey(tmp_path: Path, locale: str, lang: str, patient_viewport:
             wait_js(doctor, "window.teleconsult.beeps >= 1", "arrival beep")
             doctor.click("#lobby li button.admit")
 
-            # Both see each other.
+            # Both see each other; the doctor's device check closed itself for the call.
             wait_js(patient, "window.teleconsult.state === 'in-call'", "patient in the call")
-            wait_js(patient, VIDEO_ALIVE, "patient sees the doctor", arg=[REMOTE_CAMERA, 10])
-            wait_js(doctor, VIDEO_ALIVE, "doctor sees the patient", arg=[REMOTE_CAMERA, 10])
-            wait_frames_grow(patient, "patient decodes frames")
-            wait_frames_grow(doctor, "doctor decodes frames")
+            wait_js(doctor, "document.getElementById('device-panel').hidden", "the device check closed")
+            seeing_each_other(doctor, patient)
             assert doctor.inner_text(".tile[data-kind='camera'] .tile-name") == "Alice Patient"
             screenshot(patient, f"call-{size}-{lang}")
             screenshot(doctor, f"doctor-call-1280x800-{lang}")
@@ -124,6 +121,7 @@ def test_whole_journey(tmp_path: Path, locale: str, lang: str, patient_viewport:
 
             # The doctor ends the consultation for everyone.
             doctor.click("#btn-end-all")
+            doctor.click(".confirm-dialog .confirm-ok")  # End for everyone asks first
             wait_js(patient, "window.teleconsult.state === 'ended'", "patient end screen")
             assert patient.inner_text("#end-title") == words["join.ended.title"]
             screenshot(patient, f"ended-{size}-{lang}")

@@ -12,28 +12,30 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from playwright.sync_api import sync_playwright
 
 from server.auth.totp import qr_svg
-from tests.browser_helpers import (
+from tests.helpers import journey_steps
+from tests.helpers.browser_helpers import (
     CHROMIUM,
     VIDEO_ALIVE,
     PageWatch,
-    chromium,
-    create_doctor,
     dictionary,
-    enrol_and_login,
     screenshot,
     wait_frames_grow,
     wait_js,
 )
-from tests.server_process import ServerProcess, running_server, server_env
+from tests.helpers.journey_steps import (
+    PHONE,
+    REMOTE_CAMERA,
+    clinic_open,
+    dashboard,
+    new_page,
+    open_consultation,
+)
 
 pytestmark = pytest.mark.browser
 
-REMOTE_CAMERA = ".tile[data-kind='camera'] video"
 PATIENT_TILE = ".tile[data-kind='camera']"
-PHONE = {"width": 390, "height": 844}
 
 # Every control's accessible name, computed the way assistive technology would in the common
 # cases (aria-labelledby, aria-label, <label for>, wrapping <label>, text content, title, alt).
@@ -66,19 +68,12 @@ def assert_clean(watch: PageWatch, expected_status: tuple[int, ...] = ()) -> Non
     assert watch.csp_violations() == [], f"{watch.name}: CSP {watch.csp_violations()}"
 
 
-class Clinic:
+class Clinic(journey_steps.Clinic):
     """One server, one browser, one doctor signed in (dashboard page), for the whole module."""
 
-    def __init__(self, pw: Any, server: ServerProcess, browser: Any, doctor: Any, watch: PageWatch) -> None:
-        self.pw, self.server, self.browser, self.doctor, self.watch = pw, server, browser, doctor, watch
-
     def open_consultation(self, label: str) -> None:
-        d = self.doctor
-        d.goto(f"{self.server.base_url}/")
-        d.wait_for_selector("#new-form")
-        d.fill("#new-label", label)
-        d.click("#new-create")
-        wait_js(d, "window.teleconsult.state === 'in-call'", "doctor in the call")
+        dashboard(self.doctor, self.server.base_url)
+        open_consultation(self.doctor, label)
 
     def new_link(self) -> str:
         before = self.doctor.input_value("#link")
@@ -90,9 +85,7 @@ class Clinic:
         return link.replace("https://", "http://")
 
     def patient(self, link: str, locale: str = "en-GB", viewport: dict[str, int] | None = None) -> tuple[Any, PageWatch]:
-        ctx = self.browser.new_context(locale=locale, viewport=viewport or PHONE)
-        page = ctx.new_page()
-        watch = PageWatch(page, "patient")
+        page, watch = new_page(self.browser, "patient", locale=locale, viewport=viewport or PHONE)
         page.goto(link)
         wait_js(page, "document.body.dataset.state === 'device-check'", "device check")
         return page, watch
@@ -108,19 +101,9 @@ class Clinic:
 
 @pytest.fixture(scope="module")
 def clinic(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Clinic]:
-    tmp_path = tmp_path_factory.mktemp("web_paths")
-    with running_server(tmp_path) as server, sync_playwright() as pw:
-        token = create_doctor(server_env(tmp_path), "dr.paths@example.test", "Dr Paths")
-        browser = chromium(pw)
-        try:
-            ctx = browser.new_context(locale="en-GB", viewport={"width": 1280, "height": 800})
-            doctor = ctx.new_page()
-            watch = PageWatch(doctor, "doctor")
-            enrol_and_login(doctor, server.base_url, token, "dr.paths@example.test", "correct horse battery staple 42")
-            yield Clinic(pw, server, browser, doctor, watch)
-            assert_clean(watch)
-        finally:
-            browser.close()
+    with clinic_open(tmp_path_factory.mktemp("web_paths"), "dr.paths@example.test", "Dr Paths", Clinic) as clinic:
+        yield clinic
+        assert_clean(clinic.watch)
 
 
 def test_patient_link_qr_code(clinic: Clinic) -> None:
@@ -219,14 +202,13 @@ def test_used_invalid_and_revoked_links(clinic: Clinic, locale: str, lang: str) 
     first, first_watch = clinic.join_and_wait(link, "First Person", locale)
 
     def refused(url: str, want: str, shot: str) -> None:
-        page, watch = clinic.patient(url, locale)
-        page.fill("#display-name", "Second Person")
-        page.click("#join-submit")
+        # Refused on arrival (POST /api/join/check), before any device check or camera.
+        page, watch = new_page(clinic.browser, "patient", locale=locale, viewport=PHONE)
+        page.goto(url)
         wait_js(page, "document.body.dataset.state === 'link-error'", f"link error for {shot}")
         assert page.inner_text("#link-error-title") == words["join.linkError.title"]
         assert page.inner_text("#link-error-text") == want
         assert page.is_hidden("#screen-device-check")
-        # The camera is released once the link is refused.
         assert page.evaluate("document.getElementById('preview').srcObject") is None
         screenshot(page, f"link-{shot}-390x844-{lang}")
         assert_clean(watch, (410,))
@@ -249,12 +231,10 @@ def test_permission_denied_help_then_join_without_media(clinic: Clinic) -> None:
     clinic.open_consultation("Denied camera")
     link = clinic.new_link()
     # A browser that never grants media: no fake-UI auto-accept, no permissions in the context.
-    strict = clinic.pw.chromium.launch(
+    strict = clinic.browser.browser_type.launch(
         executable_path=CHROMIUM, args=["--use-fake-device-for-media-stream"])
     try:
-        ctx = strict.new_context(locale="fr-FR", viewport=PHONE, permissions=[])
-        page = ctx.new_page()
-        watch = PageWatch(page, "patient-denied")
+        page, watch = new_page(strict, "patient-denied", locale="fr-FR", viewport=PHONE, permissions=[])
         page.goto(link)
         wait_js(page, "!document.getElementById('dc-denied').hidden", "permission help")
         assert page.is_visible("#dc-denied")

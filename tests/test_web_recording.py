@@ -16,9 +16,9 @@ from playwright.sync_api import sync_playwright
 
 from server.config import Settings
 from server.recording.consent import consent_text
-from tests.browser_helpers import api_call, chromium, dictionary, screenshot, wait_js
-from tests.journey_steps import admit, doctor_in_call, media_flowing, patient_link, patient_waiting
-from tests.server_process import running_server
+from tests.helpers.browser_helpers import api_call, chromium, dictionary, screenshot, wait_js, watched
+from tests.helpers.journey_steps import admit, doctor_in_call, media_flowing, patient_link, patient_waiting
+from tests.helpers.server_process import running_server
 
 pytestmark = pytest.mark.browser
 
@@ -62,13 +62,12 @@ def test_consent_prompt_indicator_and_withdrawal(tmp_path: Path) -> None:
     version = Settings().consent_text_version
     with running_server(tmp_path) as server, sync_playwright() as pw:
         browser = chromium(pw)
-        watches = []
-        try:
+        with watched(browser) as watches:
             doctor, doctor_watch = doctor_in_call(browser, server, tmp_path, label="Recorded follow-up")
             watches.append(doctor_watch)
             patient, patient_watch = patient_waiting(browser, patient_link(doctor), "Alice Patient", locale="fr-FR")
             watches.append(patient_watch)
-            admit(doctor, patient, "Alice Patient")
+            admit(doctor, "Alice Patient", patient)
             media_flowing(doctor, patient)
 
             # Nothing is recorded yet: no indicator, only the doctor has the Record button.
@@ -123,7 +122,7 @@ def test_consent_prompt_indicator_and_withdrawal(tmp_path: Path) -> None:
             # A second patient joins: asked too (in English); the recording pauses meanwhile.
             late, late_watch = patient_waiting(browser, patient_link(doctor), "Bob Guest", watch_name="late")
             watches.append(late_watch)
-            admit(doctor, late, "Bob Guest")
+            admit(doctor, "Bob Guest", late)
             wait_shown(late, "consent-prompt", "the late joiner's consent prompt")
             wait_js(late, "(want) => document.getElementById('consent-text').textContent === want",
                     "the consent text in English", arg=consent_text(version, "en"))
@@ -175,11 +174,3 @@ def test_consent_prompt_indicator_and_withdrawal(tmp_path: Path) -> None:
             again = api_call(doctor, "GET", "/api/recordings")
             assert [r["id"] for r in again["body"] if r["consultation_id"] == consultation_id] == [mine[0]["id"]]
 
-            for watch in watches:
-                watch.assert_clean()
-        except BaseException:
-            for watch in watches:
-                print(watch.name, "console:", *watch.log[-30:], sep="\n  ")
-            raise
-        finally:
-            browser.close()

@@ -9,12 +9,28 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import av
 import pytest
 from playwright.sync_api import sync_playwright
 
-from tests.browser_helpers import api_call, chromium, dictionary, screenshot, wait_frames_grow, wait_js
-from tests.journey_steps import PASSWORD, admit, doctor_in_call, media_flowing, patient_link, patient_waiting
-from tests.server_process import running_server
+from tests.helpers.browser_helpers import (
+    api_call,
+    chromium,
+    dictionary,
+    screenshot,
+    wait_frames_grow,
+    wait_js,
+    watched,
+)
+from tests.helpers.journey_steps import (
+    PASSWORD,
+    admit,
+    doctor_in_call,
+    media_flowing,
+    patient_link,
+    patient_waiting,
+)
+from tests.helpers.server_process import running_server
 
 pytestmark = pytest.mark.browser
 
@@ -43,13 +59,12 @@ def test_recordings_list_download_and_delete(tmp_path: Path) -> None:
     with running_server(tmp_path, extra_env={"TELECONSULT_REAUTH_WINDOW_S": "2"}) as server, \
             sync_playwright() as pw:
         browser = chromium(pw)
-        watches = []
-        try:
+        with watched(browser) as watches:
             doctor, doctor_watch = doctor_in_call(browser, server, tmp_path, label="Recorded visit")
             watches.append(doctor_watch)
             patient, patient_watch = patient_waiting(browser, patient_link(doctor), "Alice Patient")
             watches.append(patient_watch)
-            admit(doctor, patient, "Alice Patient")
+            admit(doctor, "Alice Patient", patient)
             media_flowing(doctor, patient)
             consultation_id = doctor.evaluate("window.teleconsult.consultationId")
 
@@ -64,6 +79,7 @@ def test_recordings_list_download_and_delete(tmp_path: Path) -> None:
 
             # Back on the dashboard: the list is refreshed and shows the recording.
             doctor.click("#back")
+            doctor.click(".confirm-dialog .confirm-ok")  # the patient is still in the call: asked first
             wait_js(doctor, "window.teleconsult.state === 'list'", "the dashboard list")
             item = "#rec-list li[data-recording-id]"
             wait_js(doctor, SHOWN, "the recording in the list", arg=item)
@@ -79,8 +95,18 @@ def test_recordings_list_download_and_delete(tmp_path: Path) -> None:
             assert row.locator(".state-pill").inner_text() == en["recordings.state.stopped"]
             download = row.locator(".rec-download").first
             assert download.inner_text() == en["recordings.download"]
+            # Each file says whose it is; the head gives the recording's true length, not a sum.
+            doctor_who = row.locator(".rec-files li[data-role='doctor'] .rec-who").inner_text()
+            patient_who = row.locator(".rec-files li[data-role='patient'] .rec-who").inner_text()
+            assert doctor_who == en["recordings.who.doctor"]
+            assert patient_who == en["recordings.whoNamed"].format(role=en["recordings.who.patient"],
+                                                                    name="Alice Patient")
+            true_ms = mine[0]["duration_ms"]
+            assert true_ms <= max(f["offset_ms"] + f["duration_ms"] for f in mine[0]["files"]) + 2000
+            assert true_ms < sum(f["duration_ms"] for f in mine[0]["files"])
+            download = row.locator(".rec-files li[data-role='doctor'] .rec-download")
             assert download.get_attribute("aria-label") == en["recordings.downloadLabel"].format(
-                n=1, label="Recorded visit")
+                who=en["recordings.who.doctor"], label="Recorded visit")
             screenshot(doctor, "recordings-list-1280x800-en")
 
             # Download (keyboard) once the re-authentication window has passed: the form asks.
@@ -105,6 +131,9 @@ def test_recordings_list_download_and_delete(tmp_path: Path) -> None:
                 doctor.keyboard.press("Enter")
             saved = Path(info.value.path())
             assert saved.read_bytes()[:4] == bytes.fromhex("1a45dfa3"), saved.read_bytes()[:16]
+            # Finalised: the file carries its duration (players show its length and a seek bar).
+            with av.open(str(saved)) as played:
+                assert played.duration is not None and played.duration > 0
             assert info.value.suggested_filename.startswith(rid)
             wait_js(doctor, HIDDEN, "the re-authentication form closed", arg="#reauth-form")
 
@@ -125,11 +154,3 @@ def test_recordings_list_download_and_delete(tmp_path: Path) -> None:
             assert [r for r in after["body"] if r["id"] == rid] == []
 
             doctor_watch.errors = [e for e in doctor_watch.errors if e not in EXPECTED]
-            for watch in watches:
-                watch.assert_clean()
-        except BaseException:
-            for watch in watches:
-                print(watch.name, "console:", *watch.log[-30:], sep="\n  ")
-            raise
-        finally:
-            browser.close()

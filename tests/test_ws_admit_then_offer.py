@@ -10,20 +10,23 @@ from aiohttp import WSMsgType
 from server.clock import ManualClock
 from server.config import Settings
 from server.store.sqlite import SQLiteStore
-from tests.rooms_helpers import create_consultation, host_ws, http_env, invite_token, join, next_of, open_ws
+from tests.helpers.rooms_helpers import (
+    host_ws,
+    http_env,
+    next_of,
+    open_ws,
+)
 
 
 async def test_offer_sent_on_admitted_reaches_the_call(
     sqlite_store: SQLiteStore, clock: ManualClock, settings: Settings
 ) -> None:
     async with http_env(sqlite_store, clock, settings) as env:
-        doctor, dh = await env.staff("dr.race@example.test", "doctor")
-        cid = await create_consultation(doctor, dh, max_participants=8)
+        doctor, dh, cid = await env.consultation("dr.race@example.test", max_participants=8)
         hws = await host_ws(doctor, dh, cid)
         await next_of(hws, "welcome")
         for round_ in range(4):  # a race shows up on some rounds only: try several patients
-            patient, ph = await env.anonymous()
-            pid = await join(patient, ph, await invite_token(doctor, dh, cid), name=f"P{round_}")
+            patient, _ph, pid = await env.patient(doctor, dh, cid, name=f"P{round_}")
             pws = await open_ws(patient, cid)
             await pws.send_json({"v": 1, "type": "hello"})
             await next_of(pws, "welcome")

@@ -11,16 +11,15 @@ from aiohttp import WSMsgType, WSServerHandshakeError
 from server.clock import ManualClock
 from server.config import Settings
 from server.store.sqlite import SQLiteStore
-from tests.rooms_helpers import closed_with, create_consultation, host_ws, http_env, next_of, open_ws
+from tests.helpers.rooms_helpers import closed_with, create_consultation, host_ws, http_env, next_of, open_ws
 
 
 async def test_bad_input_and_flood_do_not_disturb_others(
     sqlite_store: SQLiteStore, clock: ManualClock, settings: Settings
 ) -> None:
     async with http_env(sqlite_store, clock, settings) as env:
-        doctor, dh = await env.staff("dr.c@example.test", "doctor")
+        doctor, dh, cid = await env.consultation("dr.c@example.test")
         other_doctor, oh = await env.staff("dr.d@example.test", "doctor")
-        cid = await create_consultation(doctor, dh)
         other_cid = await create_consultation(other_doctor, oh)
         bystander = await host_ws(other_doctor, oh, other_cid)
         await next_of(bystander, "welcome")

@@ -9,17 +9,15 @@ from server.api.ws import MAX_RECONNECTS_PER_WINDOW
 from server.clock import ManualClock
 from server.config import Settings
 from server.store.sqlite import SQLiteStore
-from tests.rooms_helpers import create_consultation, http_env, invite_token, join, next_of, open_ws
+from tests.helpers.rooms_helpers import http_env, next_of, open_ws
 
 
 async def test_reconnect_loop_is_refused_with_429(
     sqlite_store: SQLiteStore, clock: ManualClock, settings: Settings
 ) -> None:
     async with http_env(sqlite_store, clock, settings) as env:
-        doctor, dh = await env.staff("dr.loop@example.test", "doctor")
-        cid = await create_consultation(doctor, dh)
-        patient, ph = await env.anonymous()
-        await join(patient, ph, await invite_token(doctor, dh, cid))
+        doctor, dh, cid = await env.consultation("dr.loop@example.test")
+        patient, _ph, _pid = await env.patient(doctor, dh, cid)
         for _ in range(MAX_RECONNECTS_PER_WINDOW):
             ws = await open_ws(patient, cid)
             await ws.send_json({"v": 1, "type": "hello"})

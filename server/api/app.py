@@ -1,26 +1,33 @@
 """The aiohttp application factory: `create_app(settings, *, store=None, clock=None)`.
 
-Each resource is opened and closed in its own cleanup context; shared state lives in typed
-AppKeys (api/keys.py); feature routes are added by their own `setup_*` functions.
+Services are composed in one place (services.py), each in its own cleanup context; shared
+state lives in typed AppKeys (keys.py); the route tables are added here.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 from aiohttp import web
 
-from ..audit import AuditLog
 from ..clock import Clock, SystemClock
 from ..config import Settings
 from ..store.base import Store
-from .auth_routes import setup_auth
-from .consultation_routes import setup_consultations
-from .keys import AUDIT, CLOCK, CSP_VIOLATIONS, SETTINGS, STORE
-from .middleware import add_security_headers, request_context
+from .admin_integration_routes import routes as admin_integration_routes
+from .admin_routes import routes as admin_routes
+from .auth_routes import routes as auth_routes
+from .consultation_routes import routes as consultation_routes
+from .dashboard_ws import routes as dashboard_routes
+from .integration_routes import routes as integration_routes
+from .keys import CLOCK, CSP_VIOLATIONS, READINESS, SETTINGS
+from .metrics_routes import setup_metrics
+from .middleware import add_security_headers, hide_server_banner, request_context
 from .pages import setup_pages
-from .recording_routes import setup_recordings
+from .participant_routes import routes as participant_routes
+from .passkey_routes import routes as passkey_routes
+from .readiness import Readiness
+from .recording_routes import routes as recording_routes
+from .services import setup_services
 from .system_routes import routes as system_routes
+from .ws import routes as ws_routes
 
 MAX_REQUEST_BYTES = 1024 * 1024
 
@@ -32,29 +39,14 @@ def create_app(
     app[SETTINGS] = settings
     app[CLOCK] = clock or SystemClock()
     app[CSP_VIOLATIONS] = []
+    app[READINESS] = Readiness()
     app.on_response_prepare.append(add_security_headers)
-
-    async def store_ctx(app: web.Application) -> AsyncIterator[None]:
-        if store is not None:
-            app[STORE] = store
-            app[AUDIT] = AuditLog(store, app[CLOCK])
-            yield  # a store handed in is closed by whoever opened it
-            return
-        from ..store.factory import open_store
-
-        opened = await open_store(settings)
-        app[STORE] = opened
-        app[AUDIT] = AuditLog(opened, app[CLOCK])
-        try:
-            yield
-        finally:
-            await opened.close()
-
-    app.cleanup_ctx.append(store_ctx)
-    app.router.add_routes(system_routes)
-    # Feature routes: each feature module adds its routes and its own cleanup contexts.
+    hide_server_banner()
+    setup_services(app, store=store)
+    for table in (system_routes, auth_routes, passkey_routes, consultation_routes, participant_routes,
+                  ws_routes, dashboard_routes, recording_routes, integration_routes, admin_routes,
+                  admin_integration_routes):
+        app.router.add_routes(table)
     setup_pages(app)
-    setup_auth(app)
-    setup_consultations(app)
-    setup_recordings(app)
+    setup_metrics(app)
     return app

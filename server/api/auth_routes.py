@@ -1,28 +1,27 @@
 """Staff authentication over HTTP (docs/api.md, "Staff authentication").
 
-Origin and CSRF are already enforced on every non-GET /api/ request by the middleware.
-`setup_auth(app)` adds the routes and a cleanup context that builds the services and, while no
-account exists, prints the one-time setup link (stdout, one line; never logged).
+Origin and CSRF are already enforced on every non-GET /api/ request by the middleware; bodies
+are parsed by bodies.read_body into request_schemas dataclasses.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import sys
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
 from ..auth.accounts import Account
-from ..auth.services import AuthServices
+from ..auth.mfa_policy import passkeys_enabled, second_factors
 from ..auth.sessions import Session
 from ..config import Settings
-from ..errors import InvalidInput, NotFound, Unauthenticated
-from .auth_context import AUTH, require_recent_auth, require_staff, session_cookie_name, session_token
-from .keys import AUDIT, CLOCK, SETTINGS, STORE
+from ..errors import NotFound, Unauthenticated
+from .auth_context import require_recent_auth, require_staff, session_cookie_name, session_token
+from .bodies import NoBody, read_body
+from .device_label import device_label
+from .keys import AUDIT, AUTH, SETTINGS
+from .proxy import client_address
+from .request_schemas import Credentials, EnrolFinish, EnrolStart, PasswordChange, Reauth, SecondFactor
 from .security import (
     CSRF_COOKIE,
     clear_private_cookie,
@@ -36,50 +35,7 @@ routes = web.RouteTableDef()
 
 ENROL_COOKIE = "tc_enrol"
 ENROL_COOKIE_TLS = "__Host-tc_enrol"
-MAX_FIELD = 512
-
-
-# -- boundary: request bodies into frozen dataclasses ---------------------------------------------
-
-
-async def _body(request: web.Request) -> dict[str, Any]:
-    try:
-        data = json.loads(await request.read() or b"{}")
-    except (ValueError, UnicodeDecodeError):
-        raise InvalidInput("The body must be a JSON object.") from None
-    if not isinstance(data, dict):
-        raise InvalidInput("The body must be a JSON object.")
-    return data
-
-
-def _text(data: dict[str, Any], name: str, *, required: bool = True) -> str | None:
-    value = data.get(name)
-    if value is None and not required:
-        return None
-    if not isinstance(value, str) or not value or len(value) > MAX_FIELD:
-        raise InvalidInput(f"The field {name!r} is required (a non-empty string).", code="invalid_input")
-    return value
-
-
-@dataclass(frozen=True)
-class Credentials:
-    email: str
-    password: str
-
-
-@dataclass(frozen=True)
-class SecondFactor:
-    code: str | None
-    recovery_code: str | None
-
-
-def _second_factor(data: dict[str, Any], *, allow_password: bool = False) -> tuple[SecondFactor, str | None]:
-    code = _text(data, "code", required=False)
-    recovery = _text(data, "recovery_code", required=False)
-    password = _text(data, "password", required=False) if allow_password else None
-    if sum(x is not None for x in (code, recovery, password)) != 1:
-        raise InvalidInput("Send exactly one of the accepted factors.", code="invalid_input")
-    return SecondFactor(code, recovery), password
+CLEAR_SITE_DATA = '"cache", "storage"'  # a shared-computer session leaves nothing behind
 
 
 # -- cookies ------------------------------------------------------------------------------------
@@ -98,7 +54,7 @@ def clear_session_cookie(response: web.StreamResponse, settings: Settings) -> No
 
 
 def _address(request: web.Request) -> str:
-    return request.remote or "unknown"
+    return client_address(request)  # X-Forwarded-For only from TELECONSULT_TRUSTED_PROXIES
 
 
 def _account_json(account: Account) -> dict[str, str]:
@@ -111,12 +67,13 @@ def _account_json(account: Account) -> dict[str, str]:
 
 @routes.post("/api/enrol/start")
 async def enrol_start(request: web.Request) -> web.Response:
-    token = _text(await _body(request), "token")
-    started = await request.app[AUTH].enrolment.start(str(token))
+    body = await read_body(request, EnrolStart)
+    started = await request.app[AUTH].enrolment.start(body.token)
     response = web.json_response({
         "enrolment_id": started.enrolment_id, "email": started.email,
         "needs_identity": started.email is None, "totp_secret": started.totp_secret,
-        "totp_uri": started.totp_uri, "qr_svg": started.qr_svg,
+        "totp_uri": started.totp_uri, "qr_svg": started.qr_svg, "reset_at": started.reset_at,
+        "passkeys_enabled": passkeys_enabled(request.app[SETTINGS]),
     })
     settings = request.app[SETTINGS]
     set_private_cookie(response, _enrol_cookie_name(settings), started.binding, settings, max_age=30 * 60)
@@ -125,15 +82,12 @@ async def enrol_start(request: web.Request) -> web.Response:
 
 @routes.post("/api/enrol/finish")
 async def enrol_finish(request: web.Request) -> web.Response:
-    data = await _body(request)
+    body = await read_body(request, EnrolFinish)
     settings = request.app[SETTINGS]
     result = await request.app[AUTH].enrolment.finish(
-        str(_text(data, "enrolment_id")),
+        body.enrolment_id,
         request.cookies.get(_enrol_cookie_name(settings), ""),
-        password=str(_text(data, "password")),
-        code=str(_text(data, "code")),
-        email=_text(data, "email", required=False),
-        display_name=_text(data, "display_name", required=False),
+        password=body.password, code=body.code, email=body.email, display_name=body.display_name,
     )
     log.info("account %s enrolled", result.account.id)
     response = web.json_response({"recovery_codes": result.recovery_codes})
@@ -146,36 +100,49 @@ async def enrol_finish(request: web.Request) -> web.Response:
 
 @routes.post("/api/login")
 async def login(request: web.Request) -> web.Response:
-    data = await _body(request)
-    creds = Credentials(str(_text(data, "email")), str(_text(data, "password")))
-    result = await request.app[AUTH].login.password_step(creds.email, creds.password, _address(request))
-    response = web.json_response({"mfa_required": True})
+    creds = await read_body(request, Credentials)
+    auth = request.app[AUTH]
+    result = await auth.login.password_step(
+        creds.email, creds.password, _address(request),
+        device=device_label(request.headers.get("User-Agent")), shared=creds.shared_computer,
+    )
+    has_passkey = bool(await auth.passkeys.records.for_account(result.account.id))
+    notice = await auth.notices.get(result.account.id)
+    response = web.json_response({
+        "mfa_required": True,
+        "factors": second_factors(request.app[SETTINGS], has_passkey=has_passkey,
+                                  has_totp=result.account.totp_sealed is not None),
+        "notice": None if notice is None else {"code": notice.code, "at": notice.at},
+    })
     set_session_cookie(response, result.token, request.app[SETTINGS])
     return response
 
 
 @routes.post("/api/login/mfa")
 async def login_mfa(request: web.Request) -> web.Response:
-    factor, _ = _second_factor(await _body(request))
+    factor = await read_body(request, SecondFactor)
     result = await request.app[AUTH].login.mfa_step(
         session_token(request) or "", _address(request), code=factor.code, recovery_code=factor.recovery_code,
     )
     log.info("account %s signed in", result.account.id)
-    response = web.json_response({"account": _account_json(result.account)})
+    notice = None if result.notice is None else {"code": result.notice.code, "at": result.notice.at}
+    response = web.json_response({"account": _account_json(result.account), "notice": notice})
     set_session_cookie(response, result.token, request.app[SETTINGS])
     return response
 
 
 @routes.post("/api/logout")
 async def logout(request: web.Request) -> web.Response:
+    await read_body(request, NoBody)
     auth = request.app[AUTH]
     token = session_token(request)
-    if token is not None:
-        session = await auth.sessions.get(token, touch=False)
-        if session is not None and await auth.sessions.revoke(session.id_hash):
-            await request.app[AUDIT].record("session.revoked", actor=session.account_id,
-                                            target={"account": session.account_id}, outcome="logout")
+    session = await auth.sessions.get(token, touch=False) if token is not None else None
+    if session is not None and await auth.sessions.revoke(session.id_hash):
+        await request.app[AUDIT].record("session.revoked", actor=session.account_id,
+                                        target={"account": session.account_id}, outcome="logout")
     response = web.Response(status=204)
+    if session is not None and session.shared:  # "shared computer": leave nothing behind
+        response.headers["Clear-Site-Data"] = CLEAR_SITE_DATA
     clear_session_cookie(response, request.app[SETTINGS])
     return response
 
@@ -185,16 +152,19 @@ async def logout(request: web.Request) -> web.Response:
 
 @routes.get("/api/me")
 async def me(request: web.Request) -> web.Response:
-    principal = await require_staff(request)
-    session = await request.app[AUTH].sessions.get_by_hash(principal.session_id_hash, touch=False)
+    principal = await require_staff(request, allow_passkey_setup=True)
+    sessions = request.app[AUTH].sessions
+    session = await sessions.get_by_hash(principal.session_id_hash, touch=False)
     if session is None:
         raise Unauthenticated("Your session has ended; please sign in again.")
     settings = request.app[SETTINGS]
     csrf = request.cookies.get(CSRF_COOKIE) or new_csrf_token()
     response = web.json_response({
         "id": principal.account_id, "email": principal.email, "display_name": principal.display_name,
-        "role": principal.role, "csrf_token": csrf, "idle_timeout_s": settings.session_idle_s,
-        "session_expires_at": session.expires_at,
+        "role": principal.role, "csrf_token": csrf, "idle_timeout_s": int(sessions.idle_limit(session)),
+        "session_expires_at": session.expires_at, "shared_computer": session.shared,
+        "passkey_setup_required": principal.passkey_setup_required,
+        "passkeys_enabled": passkeys_enabled(settings),
     })
     set_csrf_cookie(response, csrf, settings)
     return response
@@ -202,12 +172,13 @@ async def me(request: web.Request) -> web.Response:
 
 def _session_json(session: Session, current_hash: str) -> dict[str, Any]:
     return {"id_hint": session.id_hint, "created_at": session.created_at, "last_seen": session.last_seen,
-            "current": session.id_hash == current_hash}
+            "current": session.id_hash == current_hash, "device": session.device or "Browser",
+            "shared_computer": session.shared}
 
 
 @routes.get("/api/sessions")
 async def list_sessions(request: web.Request) -> web.Response:
-    principal = await require_staff(request)
+    principal = await require_staff(request, allow_passkey_setup=True)
     sessions = await request.app[AUTH].sessions.for_account(principal.account_id)
     return web.json_response([_session_json(s, principal.session_id_hash) for s in sessions
                               if s.stage == "auth"])
@@ -215,7 +186,8 @@ async def list_sessions(request: web.Request) -> web.Response:
 
 @routes.delete("/api/sessions/{id_hint}")
 async def end_session(request: web.Request) -> web.Response:
-    principal = await require_staff(request)
+    await read_body(request, NoBody)
+    principal = await require_staff(request, allow_passkey_setup=True)
     hint = request.match_info["id_hint"]
     auth = request.app[AUTH]
     for session in await auth.sessions.for_account(principal.account_id):
@@ -227,58 +199,52 @@ async def end_session(request: web.Request) -> web.Response:
     raise NotFound("No such session.")
 
 
+@routes.delete("/api/sessions")
+async def end_all_sessions(request: web.Request) -> web.Response:
+    """Sign out everywhere: every session of this account ends, this one included."""
+    await read_body(request, NoBody)
+    principal = await require_staff(request, allow_passkey_setup=True)
+    sessions = request.app[AUTH].sessions
+    current = await sessions.get_by_hash(principal.session_id_hash, touch=False)
+    ended = await sessions.revoke_all(principal.account_id)
+    await request.app[AUDIT].record("session.revoked", actor=principal.account_id,
+                                    target={"account": principal.account_id}, outcome="signed_out_everywhere")
+    log.info("account %s signed out everywhere (%d sessions)", principal.account_id, ended)
+    response = web.Response(status=204)
+    if current is not None and current.shared:
+        response.headers["Clear-Site-Data"] = CLEAR_SITE_DATA
+    clear_session_cookie(response, request.app[SETTINGS])
+    return response
+
+
 @routes.post("/api/reauth")
 async def reauth(request: web.Request) -> web.Response:
-    principal = await require_staff(request)
-    factor, password = _second_factor(await _body(request), allow_password=True)
-    if factor.recovery_code is not None:
-        raise InvalidInput("Use your password or a code from your app.", code="invalid_input")
+    body = await read_body(request, Reauth)
+    principal = await require_staff(request, allow_passkey_setup=True)
     auth = request.app[AUTH]
     account = await auth.accounts.require(principal.account_id)
     await auth.login.reauth(account, principal.session_id_hash, _address(request),
-                            password=password, code=factor.code)
+                            password=body.password, code=body.code)
     return web.Response(status=204)
 
 
 @routes.post("/api/account/password")
 async def change_password(request: web.Request) -> web.Response:
+    body = await read_body(request, PasswordChange)
     principal = await require_staff(request)
-    data = await _body(request)
     auth = request.app[AUTH]
     account = await auth.accounts.require(principal.account_id)
     await auth.login.change_password(
         account, principal.session_id_hash, _address(request),
-        current=str(_text(data, "current_password")), new=str(_text(data, "new_password")),
+        current=body.current_password, new=body.new_password,
     )
     return web.Response(status=204)
 
 
 @routes.post("/api/account/recovery-codes")
 async def regenerate_recovery_codes(request: web.Request) -> web.Response:
+    await read_body(request, NoBody)
     principal = await require_recent_auth(request)
     auth = request.app[AUTH]
     codes = await auth.login.regenerate_recovery_codes(await auth.accounts.require(principal.account_id))
     return web.json_response({"recovery_codes": codes})
-
-
-# -- wiring -------------------------------------------------------------------------------------
-
-
-def setup_auth(app: web.Application) -> None:
-    """Add the auth routes and services. Call after the store's cleanup context is added."""
-
-    async def auth_ctx(app: web.Application) -> AsyncIterator[None]:
-        settings = app[SETTINGS]
-        auth = AuthServices.build(app[STORE], app[CLOCK], settings, app[AUDIT])
-        app[AUTH] = auth
-        token = await auth.enrolment.issue_setup_link_if_needed()
-        if token is not None:
-            # The only place a token is shown: the operator's terminal, never the log.
-            print(f"teleconsult: create the first administrator (link valid "
-                  f"{settings.setup_token_ttl_s // 60} min, once): {auth.enrolment.link_url(token)}",
-                  file=sys.stdout, flush=True)
-            log.info("no account yet: printed a one-time setup link")
-        yield
-
-    app.cleanup_ctx.append(auth_ctx)
-    app.router.add_routes(routes)

@@ -7,12 +7,19 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 
-from aiohttp import web
+from aiohttp import web, web_response
 
 from ..errors import DomainError, RateLimited
 from ..logs import request_id_var
 from .keys import SETTINGS
-from .security import SAFE_METHODS, check_csrf, check_origin, security_headers
+from .security import (
+    SAFE_METHODS,
+    check_csrf,
+    check_no_bearer,
+    check_origin,
+    is_bearer_route,
+    security_headers,
+)
 
 log = logging.getLogger("teleconsult.http")
 
@@ -63,10 +70,14 @@ def _log_access(request: web.Request, status: int, started: float) -> None:
 async def _respond(request: web.Request, handler: Handler, request_id: str) -> web.StreamResponse:
     settings = request.app[SETTINGS]
     try:
-        if request.method not in SAFE_METHODS and request.path.startswith("/api/"):
-            check_origin(request, settings, required=True)
-            if request.path != "/api/csp-report":
-                check_csrf(request)
+        if is_bearer_route(request):
+            pass  # bearer API key, no cookie: no Origin/CSRF (api/integration_routes.py)
+        elif request.path.startswith("/api/"):
+            check_no_bearer(request)
+            if request.method not in SAFE_METHODS:
+                check_origin(request, settings, required=True)
+                if request.path != "/api/csp-report":
+                    check_csrf(request)
         return await handler(request)
     except DomainError as exc:
         if exc.status >= 500:
@@ -88,8 +99,21 @@ async def _respond(request: web.Request, handler: Handler, request_id: str) -> w
         )
 
 
+# aiohttp writes `Server: Python/3.x aiohttp/3.y` on every response; `add_security_headers`
+# removes it from the application's, but the answers aiohttp's protocol handler makes itself (a
+# malformed request line or header: 400) never reach `on_response_prepare`. Its default value
+# is a module constant: the name alone replaces it there (process-wide, idempotent).
+SERVER_NAME = "teleconsult"
+
+
+def hide_server_banner() -> None:
+    """No software versions in the responses aiohttp's protocol handler writes itself."""
+    web_response.SERVER_SOFTWARE = SERVER_NAME  # type: ignore[attr-defined]  # aiohttp's default
+
+
 async def add_security_headers(request: web.Request, response: web.StreamResponse) -> None:
     """on_response_prepare: every response, static files and WebSocket upgrades included."""
+    response.headers.popall("Server", None)  # aiohttp's banner names its and Python's versions
     response.headers.update(security_headers(request.app[SETTINGS]))
     if REQUEST_ID in request:
         response.headers["X-Request-Id"] = request[REQUEST_ID]

@@ -16,6 +16,7 @@ PAGES: dict[str, str] = {
     "/login": "login.html",
     "/enrol": "enrol.html",
     "/account": "account.html",
+    "/admin": "admin.html",
 }
 
 

@@ -1,7 +1,5 @@
-"""Recordings over HTTP (docs/api.md "Recordings") and the recording feature's wiring.
-
-`setup_recordings(app)` loads (at first start: creates) the key-encryption keyring from
-`Settings.kek_path`, builds the recording services in a cleanup context, and adds:
+"""Recordings over HTTP (docs/api.md "Recordings"). The recording services (keyring from
+`Settings.kek_path`, keys, service, consent evidence) are composed in services.py. Routes:
 
 - `GET /api/recordings` — a doctor sees the recordings of their own consultations, an admin all;
 - `GET /api/recordings/{rid}/download[?file=NAME]` — re-authentication within
@@ -16,33 +14,21 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
+from ..consultations.models import StaffActor
 from ..errors import Conflict, InvalidInput, NotFound
 from ..recording.crypto import DecryptResult, RecordingCryptoError, iter_chunks
-from ..recording.evidence import ConsentEvidence
-from ..recording.keys import Keyring, RecordingKeys
-from ..recording.service import RECORDING_KIND, RecordingService
-from ..rooms.models import StaffActor
+from ..recording.service import RECORDING_KIND
 from .auth_context import StaffPrincipal, require_recent_auth, require_staff
-from .keys import AUDIT, CLOCK, SETTINGS, STORE
+from .bodies import NoBody, read_body
+from .keys import AUDIT, CLOCK, HUB, RECORDINGS, STORE
 
-
-@dataclass(frozen=True)
-class RecordingServices:
-    keyring: Keyring
-    keys: RecordingKeys
-    service: RecordingService
-    evidence: ConsentEvidence
-    recordings_dir: Path
-
-
-RECORDINGS = web.AppKey("recordings", RecordingServices)
 _FILE_NAME = re.compile(r"^[0-9]{3}-[A-Za-z0-9_-]{1,64}\.webm$")
 routes = web.RouteTableDef()
 
@@ -55,8 +41,6 @@ async def _visible_consultations(request: web.Request, actor: StaffActor) -> set
     """Consultation ids whose recordings this actor may see; None = all (admin)."""
     if actor.is_admin:
         return None
-    from .consultation_routes import HUB
-
     return {c.id for c in await request.app[HUB].services.consultations.list_for(actor)}
 
 
@@ -65,8 +49,6 @@ async def _recording_for(request: web.Request, actor: StaffActor) -> dict[str, A
     doc = await request.app[STORE].get_doc(RECORDING_KIND, rid)
     if doc is None:
         raise NotFound("No such recording.", code="recording_not_found")
-    from .consultation_routes import HUB
-
     try:
         await request.app[HUB].services.consultations.get_for(str(doc["consultation_id"]), actor)
     except NotFound:
@@ -74,14 +56,41 @@ async def _recording_for(request: web.Request, actor: StaffActor) -> dict[str, A
     return doc
 
 
-def _public(doc: dict[str, Any]) -> dict[str, Any]:
+HOST_PARTICIPANT = "host"  # the doctor's participant id in a consultation (signalling/hub.py)
+
+
+async def _who(request: web.Request, consultation_id: str) -> dict[str, tuple[str, str]]:
+    """participant id -> (role, display name), for the page's labels only (never logged)."""
+    try:
+        people = await request.app[HUB].services.participants.list_for(consultation_id)
+    except NotFound:
+        return {}
+    return {p.participant_id: (p.role.value, p.display_name) for p in people}
+
+
+def _public(doc: dict[str, Any], who: dict[str, tuple[str, str]]) -> dict[str, Any]:
+    files = doc.get("files", [])
+    # The true length: the recording's own timeline (pauses removed), never the sum of files;
+    # records from before it was stored: the latest end of any file.
+    duration = doc.get("duration_ms")
+    if duration is None:
+        duration = max((int(f.get("offset_ms") or 0) + int(f["duration_ms"]) for f in files), default=0)
+
+    def label(pid: str) -> dict[str, str | None]:
+        if pid == HOST_PARTICIPANT:
+            return {"role": "doctor", "display_name": None}
+        role, name = who.get(pid, ("participant", ""))
+        return {"role": role, "display_name": name or None}
+
     return {
         "id": doc["id"], "consultation_id": doc["consultation_id"],
         "created_at": doc["created_at"], "stopped_at": doc.get("stopped_at"),
-        "state": doc["state"],
+        "state": doc["state"], "duration_ms": duration,
+        "e2ee": bool(doc.get("e2ee")),  # True: the download is the sealed bundle (docs/e2ee.md)
         "files": [{"name": str(f["file"]).removesuffix(".enc"),
-                   "participant_id": f["participant_id"], "duration_ms": f["duration_ms"]}
-                  for f in doc.get("files", [])],
+                   "participant_id": f["participant_id"], "duration_ms": f["duration_ms"],
+                   "offset_ms": int(f.get("offset_ms") or 0), **label(str(f["participant_id"]))}
+                  for f in files],
     }
 
 
@@ -92,7 +101,7 @@ async def list_recordings(request: web.Request) -> web.Response:
     docs = await request.app[STORE].list_docs(RECORDING_KIND)
     mine = [d for d in docs if visible is None or str(d["consultation_id"]) in visible]
     mine.sort(key=lambda d: float(d["created_at"]), reverse=True)
-    return web.json_response([_public(d) for d in mine])
+    return web.json_response([_public(d, await _who(request, str(d["consultation_id"]))) for d in mine])
 
 
 @routes.get("/api/recordings/{rid}/download")
@@ -103,6 +112,8 @@ async def download_recording(request: web.Request) -> web.StreamResponse:
     rid, cid = str(doc["id"]), str(doc["consultation_id"])
     if doc["state"] != "stopped":
         raise Conflict("The recording is still running.", code="recording_running")
+    if doc.get("e2ee"):
+        return await _download_sealed(request, actor, rid, cid)
     names = [str(f["file"]).removesuffix(".enc") for f in doc.get("files", [])]
     name = request.query.get("file") or (names[0] if names else "")
     if not _FILE_NAME.fullmatch(name) or name not in names:
@@ -141,8 +152,38 @@ async def download_recording(request: web.Request) -> web.StreamResponse:
         await asyncio.to_thread(src.close)
 
 
+async def _download_sealed(request: web.Request, actor: StaffActor, rid: str,
+                           cid: str) -> web.StreamResponse:
+    """An E2EE recording downloads as its sealed bundle (docs/e2ee.md): the server removes its
+    own layer; the frames stay end-to-end encrypted until `teleconsult recordings open`
+    runs with the clinic's private key on the clinic's computer."""
+    from ..recording.escrow import EscrowLog
+
+    services = request.app[RECORDINGS]
+    with tempfile.TemporaryDirectory(dir=services.recordings_dir, prefix=".sealed-") as tmp:
+        bundle = Path(tmp) / "bundle.tar"
+        await services.service.export_sealed(rid, bundle, EscrowLog(request.app[STORE],
+                                                                    request.app[CLOCK]))
+        await request.app[AUDIT].record("recording.download", actor=actor.account_id,
+                                        target={"id": rid, "file": "sealed"}, consultation_id=cid)
+        response = web.StreamResponse(headers={
+            "Content-Type": "application/x-tar",
+            "Content-Disposition": f'attachment; filename="{rid}-sealed.tar"',
+        })
+        await response.prepare(request)
+        src = await asyncio.to_thread(bundle.open, "rb")
+        try:
+            while chunk := await asyncio.to_thread(src.read, 256 * 1024):
+                await response.write(chunk)
+        finally:
+            await asyncio.to_thread(src.close)
+        await response.write_eof()
+        return response
+
+
 @routes.delete("/api/recordings/{rid}")
 async def delete_recording(request: web.Request) -> web.Response:
+    await read_body(request, NoBody)
     actor = _actor(await require_recent_auth(request))
     doc = await _recording_for(request, actor)
     if doc["state"] != "stopped":
@@ -152,41 +193,3 @@ async def delete_recording(request: web.Request) -> web.Response:
                                     target=str(doc["id"]),
                                     consultation_id=str(doc["consultation_id"]))
     return web.Response(status=204)
-
-
-def build_recording_services(app: web.Application) -> RecordingServices:
-    settings, store, clock = app[SETTINGS], app[STORE], app[CLOCK]
-    keyring = Keyring.load_or_create(settings.kek_path, clock)
-    keys = RecordingKeys(store, keyring, clock)
-    return RecordingServices(
-        keyring=keyring, keys=keys,
-        service=RecordingService(store, keys, settings.recordings_dir, clock,
-                                 settings.recording_retention_days),
-        evidence=ConsentEvidence(store, app[AUDIT]),
-        recordings_dir=settings.recordings_dir)
-
-
-def _wrap_media(app: web.Application, services: RecordingServices) -> None:
-    """Put recording consent in front of the hub's media gateway (signalling/recording.py)."""
-    from ..signalling.recording import recording_gateway
-    from .consultation_routes import HUB
-
-    hub = app[HUB]
-    settings = app[SETTINGS]
-    hub.media = recording_gateway(
-        hub.media, store=app[STORE], keys=services.keys, evidence=services.evidence,
-        recordings_dir=settings.recordings_dir, clock=app[CLOCK],
-        text_version=settings.consent_text_version)
-
-
-def setup_recordings(app: web.Application) -> None:
-    """After setup_consultations (its hub's media gateway gets the recording layer)."""
-
-    async def recordings_ctx(app: web.Application) -> AsyncIterator[None]:
-        services = build_recording_services(app)
-        app[RECORDINGS] = services
-        _wrap_media(app, services)
-        yield
-
-    app.cleanup_ctx.append(recordings_ctx)
-    app.router.add_routes(routes)

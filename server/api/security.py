@@ -13,6 +13,8 @@ from ..errors import Forbidden
 CSRF_COOKIE = "tc_csrf"
 CSRF_HEADER = "X-CSRF-Token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# The integration REST routes (api/integration_routes.py): bearer API keys, no cookies.
+INTEGRATION_PREFIX = "/api/v1/integration/"
 
 CSP = "; ".join(
     (
@@ -67,6 +69,20 @@ def check_origin(request: web.Request, settings: Settings, *, required: bool) ->
         return
     if origin not in own_origins(request, settings):
         raise Forbidden("Cross-origin request refused.", code="bad_origin")
+
+
+def is_bearer_route(request: web.Request) -> bool:
+    """The request was routed to an integration route (by the route that matched, not by
+    the raw path, so no path trick reaches another handler without CSRF)."""
+    resource = request.match_info.route.resource
+    return resource is not None and resource.canonical.startswith(INTEGRATION_PREFIX)
+
+
+def check_no_bearer(request: web.Request) -> None:
+    """An API key is for the integration routes only: anywhere else under /api/ it gets 403
+    (so no key ever reaches recordings, accounts or the audit log, whatever its scopes)."""
+    if request.headers.get("Authorization", "").lower().startswith("bearer"):
+        raise Forbidden("API keys work only on /api/v1/integration/.", code="api_key_not_allowed")
 
 
 def new_csrf_token() -> str:

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import logging
 
 from aiohttp import web
 
-from ..errors import DomainError, PayloadTooLarge
-from .keys import CSP_VIOLATIONS, SETTINGS, STORE
-from .security import new_csrf_token, set_csrf_cookie
+from .bodies import read_body
+from .keys import CSP_VIOLATIONS, READINESS, SETTINGS, STORE
+from .readiness import readiness_report
+from .request_schemas import CspReport
+from .security import CSRF_COOKIE, new_csrf_token, set_csrf_cookie
 
 log = logging.getLogger("teleconsult.csp")
 routes = web.RouteTableDef()
@@ -23,18 +24,14 @@ async def healthz(request: web.Request) -> web.Response:
 
 @routes.get("/readyz")
 async def readyz(request: web.Request) -> web.Response:
-    try:
-        await request.app[STORE].ping()
-    except DomainError:
-        return web.json_response({"status": "unavailable", "store": "unreachable"}, status=503)
-    return web.json_response({"status": "ready"})
+    app = request.app
+    status, body = await readiness_report(app[SETTINGS], app[STORE], app[READINESS])
+    return web.json_response(body, status=status)
 
 
 @routes.get("/api/csrf")
 async def csrf_token(request: web.Request) -> web.Response:
     """Give the page a CSRF token (double-submit cookie); reuse the existing one if any."""
-    from .security import CSRF_COOKIE
-
     token = request.cookies.get(CSRF_COOKIE) or new_csrf_token()
     response = web.json_response({"csrf_token": token})
     set_csrf_cookie(response, token, request.app[SETTINGS])
@@ -44,16 +41,9 @@ async def csrf_token(request: web.Request) -> web.Response:
 @routes.post("/api/csp-report")
 async def csp_report(request: web.Request) -> web.Response:
     """Browsers report CSP violations here; kept (bounded) for tests and logged by directive."""
-    if (request.content_length or 0) > 16_384:
-        raise PayloadTooLarge()
-    raw = await request.read()
-    try:
-        report = json.loads(raw or b"{}").get("csp-report", {})
-    except (ValueError, AttributeError):
-        report = {}
-    directive = str(report.get("violated-directive", "?"))[:64]
-    log.warning("CSP violation: %s", directive)
+    report = await read_body(request, CspReport)
+    log.warning("CSP violation: %s", report.directive)
     violations = request.app[CSP_VIOLATIONS]
     if len(violations) < MAX_CSP_REPORTS:
-        violations.append({"directive": directive, "blocked": str(report.get("blocked-uri", ""))[:200]})
+        violations.append({"directive": report.directive, "blocked": report.blocked})
     return web.Response(status=204)

@@ -44,13 +44,20 @@ def check_role(role: str) -> str:
     return role
 
 
-def check_display_name(name: str) -> str:
+def cleaned_name(name: object, most: int, *, code: str, missing: str, bad_length: str) -> str:
+    """A name a person types, white space folded, 1 to `most` characters; `missing` when it is not
+    text, `bad_length` when it is empty or too long (both under the error code `code`)."""
     if not isinstance(name, str):
-        raise InvalidInput("A display name is required.", code="invalid_name")
+        raise InvalidInput(missing, code=code)
     cleaned = " ".join(name.split())
-    if not cleaned or len(cleaned) > MAX_DISPLAY_NAME:
-        raise InvalidInput("The display name must have 1 to 100 characters.", code="invalid_name")
+    if not cleaned or len(cleaned) > most:
+        raise InvalidInput(bad_length, code=code)
     return cleaned
+
+
+def check_display_name(name: str) -> str:
+    return cleaned_name(name, MAX_DISPLAY_NAME, code="invalid_name", missing="A display name is required.",
+                        bad_length="The display name must have 1 to 100 characters.")
 
 
 def new_account_id() -> str:

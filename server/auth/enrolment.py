@@ -8,6 +8,7 @@ added by `teleconsult user add`) or "reset" (after `teleconsult user reset-mfa`)
 `start` checks the link without consuming it (closing the tab does not burn it), draws a new
 TOTP secret and opens a short enrolment bound to a browser cookie. `finish` checks the
 password policy and a current code, then consumes the link atomically: exactly one finish wins.
+`finish_with_passkey` does the same with a new passkey (passkeys.py) instead of the TOTP code.
 """
 
 from __future__ import annotations
@@ -20,10 +21,14 @@ from dataclasses import dataclass, replace
 from ..audit import AuditLog
 from ..clock import Clock
 from ..config import Settings
-from ..errors import Conflict, Gone, InvalidInput
+from ..errors import Conflict, Forbidden, Gone, InvalidInput
 from ..store.base import Store
 from .accounts import Account, AccountRepository, check_display_name, new_account_id, normalise_email
-from .passwords import check_password_policy, hash_password
+from .mfa_policy import passkeys_enabled
+from .notices import MFA_RESET, AccountNotices
+from .passkeys import ENROL, Ceremony, PasskeyService
+from .password_policy import PasswordPolicy
+from .passwords import hash_password
 from .secretbox import SecretBox
 from .totp import issue_recovery_codes, new_totp_secret, provisioning_uri, qr_svg, verify_totp
 
@@ -49,6 +54,7 @@ class EnrolmentStart:
     totp_secret: str
     totp_uri: str
     qr_svg: str
+    reset_at: float | None = None  # an administrator reset this account's factors then
 
     def __repr__(self) -> str:
         return f"EnrolmentStart(enrolment_id={self.enrolment_id!r})"
@@ -63,17 +69,15 @@ class EnrolmentResult:
         return f"EnrolmentResult(account={self.account!r})"
 
 
+@dataclass(eq=False, repr=False)  # a service: compared by identity, no repr of its parts
 class EnrolmentService:
-    def __init__(
-        self, store: Store, clock: Clock, settings: Settings, accounts: AccountRepository,
-        box: SecretBox, audit: AuditLog,
-    ) -> None:
-        self._store = store
-        self._clock = clock
-        self._settings = settings
-        self._accounts = accounts
-        self._box = box
-        self._audit = audit
+    _store: Store
+    _clock: Clock
+    _settings: Settings
+    _accounts: AccountRepository
+    _box: SecretBox
+    _audit: AuditLog
+    _passkeys: PasskeyService | None = None
 
     def link_url(self, token: str) -> str:
         return f"{self._settings.base_url}/enrol#{token}"
@@ -133,12 +137,12 @@ class EnrolmentService:
             ttl_s=ENROLMENT_TTL_S,
         )
         uri = provisioning_uri(secret, email or "administrator")
-        return EnrolmentStart(enrolment_id, binding, email, secret, uri, qr_svg(uri))
+        notices = AccountNotices(self._store, self._clock)
+        notice = await notices.get(account_id) if purpose == "reset" else None
+        return EnrolmentStart(enrolment_id, binding, email, secret, uri, qr_svg(uri),
+                              reset_at=notice.at if notice is not None and notice.code == MFA_RESET else None)
 
-    async def finish(
-        self, enrolment_id: str, binding: str, *, password: str, code: str,
-        email: str | None = None, display_name: str | None = None,
-    ) -> EnrolmentResult:
+    async def _open(self, enrolment_id: str, binding: str) -> dict[str, object]:
         doc = await self._store.get_doc(ENROLMENT_KIND, enrolment_id) if isinstance(enrolment_id, str) \
             and 0 < len(enrolment_id) <= 64 else None
         if (
@@ -148,17 +152,76 @@ class EnrolmentService:
             or not hmac.compare_digest(_binding_hash(binding).encode(), str(doc["binding_hash"]).encode())
         ):
             raise Gone("This enrolment has expired; open the link again.")
-        account_id = str(doc["account_id"])
-        purpose = str(doc["purpose"])
-        check_password_policy(password)
-        if purpose == "setup":
+        return doc
+
+    async def _identity_and_password(
+        self, doc: dict[str, object], password: str, email: str | None, display_name: str | None,
+    ) -> tuple[str | None, str | None]:
+        """Check the identity (first administrator) and the password policy; returns the identity."""
+        if doc["purpose"] == "setup":
             if email is None or display_name is None:
                 raise InvalidInput("Your e-mail address and name are required.", code="identity_required")
             email = normalise_email(email)
             display_name = check_display_name(display_name)
+            PasswordPolicy(self._settings.password_min_length).check(
+                password, email=email, display_name=display_name)
+        else:
+            known = await self._accounts.require(str(doc["account_id"]))
+            PasswordPolicy(self._settings.password_min_length).check(
+                password, email=known.email, display_name=known.display_name)
+        return email, display_name
+
+    async def finish(
+        self, enrolment_id: str, binding: str, *, password: str, code: str,
+        email: str | None = None, display_name: str | None = None,
+    ) -> EnrolmentResult:
+        doc = await self._open(enrolment_id, binding)
+        account_id = str(doc["account_id"])
+        email, display_name = await self._identity_and_password(doc, password, email, display_name)
         secret = self._box.open(str(doc["totp_sealed"]), owner=account_id)
         if not await verify_totp(self._store, self._clock, owner=account_id, secret=secret, code=code):
             raise InvalidInput("This code is not right; check your device's time.", code="invalid_code")
+        return await self._complete(enrolment_id, doc, password, email, display_name,
+                                    totp_sealed=self._box.seal(secret, owner=account_id))
+
+    async def passkey_options(
+        self, enrolment_id: str, binding: str, *, email: str | None = None, display_name: str | None = None,
+    ) -> Ceremony:
+        """Options to create a passkey instead of adding the TOTP secret to an app."""
+        if self._passkeys is None or not passkeys_enabled(self._settings):
+            raise Forbidden("Passkeys are not enabled here.", code="passkeys_disabled")
+        doc = await self._open(enrolment_id, binding)
+        account_id = str(doc["account_id"])
+        if doc["purpose"] != "setup":
+            known = await self._accounts.require(account_id)
+            email, display_name = known.email, known.display_name
+        return await self._passkeys.registration_options(
+            purpose=ENROL, bound_to=enrolment_id, account_id=account_id,
+            user_name=email if isinstance(email, str) and email else "administrator",
+            display_name=display_name if isinstance(display_name, str) and display_name else "administrator",
+        )
+
+    async def finish_with_passkey(
+        self, enrolment_id: str, binding: str, *, password: str, ceremony_id: object, credential: object,
+        name: object, email: str | None = None, display_name: str | None = None,
+    ) -> EnrolmentResult:
+        if self._passkeys is None or not passkeys_enabled(self._settings):
+            raise Forbidden("Passkeys are not enabled here.", code="passkeys_disabled")
+        doc = await self._open(enrolment_id, binding)
+        email, display_name = await self._identity_and_password(doc, password, email, display_name)
+        new = await self._passkeys.verify_registration(ceremony_id, credential, purpose=ENROL,
+                                                       bound_to=enrolment_id, name=name)
+        result = await self._complete(enrolment_id, doc, password, email, display_name, totp_sealed=None)
+        await self._passkeys.add(new, actor=result.account.id)
+        return result
+
+    async def _complete(
+        self, enrolment_id: str, doc: dict[str, object], password: str, email: str | None,
+        display_name: str | None, *, totp_sealed: str | None,
+    ) -> EnrolmentResult:
+        """Consume the link (exactly one finish wins) and save the enrolled account."""
+        account_id = str(doc["account_id"])
+        purpose = str(doc["purpose"])
         password_hash = await hash_password(password)
         if await self._store.consume_token(LINK_KIND, str(doc["link_key"])) is None:
             raise Gone("This enrolment link has already been used or has expired.")
@@ -177,10 +240,10 @@ class EnrolmentService:
                 raise Conflict("This account is disabled.", code="account_disabled")
         codes, keys = await issue_recovery_codes(self._store, account_id, account.recovery_keys)
         account = replace(
-            account, password_hash=password_hash, totp_sealed=self._box.seal(secret, owner=account_id),
+            account, password_hash=password_hash, totp_sealed=totp_sealed,
             mfa_enrolled=True, recovery_keys=keys, enrolled_at=now,
         )
         await self._accounts.save(account)
         await self._audit.record("account.enrolled", actor=account_id, target={"account": account_id},
-                                 outcome=purpose)
+                                 outcome=purpose if totp_sealed else f"{purpose}_passkey")
         return EnrolmentResult(account, codes)

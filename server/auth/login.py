@@ -9,12 +9,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from .. import metrics
 from ..audit import AuditLog
 from ..clock import Clock
+from ..config import Settings
 from ..errors import InvalidInput, Unauthenticated
 from ..store.base import Store
 from .accounts import Account, AccountRepository, email_key
-from .passwords import check_password_policy, hash_password, verify_password
+from .mfa_policy import totp_accepted
+from .notices import AccountNotices, Notice
+from .passkey_records import PasskeyRepository
+from .password_policy import PasswordPolicy
+from .passwords import hash_password, verify_password
 from .secretbox import SecretBox
 from .sessions import STAGE_AUTH, STAGE_MFA, Session, SessionService
 from .throttle import LoginThrottle, account_key, address_key
@@ -34,27 +40,30 @@ class LoginResult:
     token: str  # new session cookie value
     session: Session
     account: Account
+    notice: Notice | None = None  # to show once at this sign-in (e.g. an administrator's reset)
 
     def __repr__(self) -> str:
         return f"LoginResult(account={self.account!r})"
 
 
+@dataclass(eq=False, repr=False)  # a service: compared by identity, no repr of its parts
 class LoginService:
-    def __init__(
-        self, store: Store, clock: Clock, accounts: AccountRepository, sessions: SessionService,
-        throttle: LoginThrottle, box: SecretBox, audit: AuditLog,
-    ) -> None:
-        self._store = store
-        self._clock = clock
-        self._accounts = accounts
-        self._sessions = sessions
-        self._throttle = throttle
-        self._box = box
-        self._audit = audit
+    _store: Store
+    _clock: Clock
+    _accounts: AccountRepository
+    _sessions: SessionService
+    _throttle: LoginThrottle
+    _box: SecretBox
+    _audit: AuditLog
+    _policy: PasswordPolicy
+    _settings: Settings
+    _passkeys: PasskeyRepository
+    _notices: AccountNotices
 
     async def _fail(
         self, account: Account | None, acct_key: str, addr_key: str, step: str
     ) -> InvalidCredentials:
+        metrics.LOGIN_FAILURES.labels(step=step).inc()
         outcome = await self._throttle.record_failure(account=acct_key, address=addr_key)
         actor = account.id if account else None
         await self._audit.record("auth.login", actor=actor, target={"account": actor or "unknown"},
@@ -69,7 +78,9 @@ class LoginService:
                                          outcome="account_locked")
         return InvalidCredentials()
 
-    async def password_step(self, email: str, password: str, address: str) -> LoginResult:
+    async def password_step(
+        self, email: str, password: str, address: str, *, device: str = "", shared: bool = False,
+    ) -> LoginResult:
         """Check the password; on success return a new pre-MFA session."""
         email = email.strip().lower() if isinstance(email, str) else ""
         acct_key, addr_key = account_key(email_key(email)), address_key(address)
@@ -79,7 +90,7 @@ class LoginService:
         ok = await verify_password(password, usable.password_hash if usable else None)
         if not ok or usable is None:
             raise await self._fail(account, acct_key, addr_key, "password")
-        token, session = await self._sessions.create(usable.id, STAGE_MFA)
+        token, session = await self._sessions.create(usable.id, STAGE_MFA, device=device, shared=shared)
         return LoginResult(token, session, usable)
 
     async def mfa_step(
@@ -97,11 +108,13 @@ class LoginService:
         await self._throttle.check(account=acct_key, address=addr_key)
         ok = False
         used_recovery = False
-        if account.active and account.totp_sealed is not None:
+        has_passkey = bool(await self._passkeys.for_account(account.id))
+        totp_ok = totp_accepted(self._settings, has_passkey=has_passkey)
+        if account.active:
             if recovery_code is not None:
                 ok = await use_recovery_code(self._store, account.id, recovery_code)
                 used_recovery = ok
-            elif code is not None:
+            elif code is not None and totp_ok and account.totp_sealed is not None:
                 secret = self._box.open(account.totp_sealed, owner=account.id)
                 ok = await verify_totp(self._store, self._clock, owner=account.id, secret=secret, code=code)
         if not ok:
@@ -112,11 +125,14 @@ class LoginService:
                 await self._sessions.save(replace(session, mfa_failures=failures))
             raise await self._fail(account, acct_key, addr_key, "mfa")
         await self._sessions.revoke(session.id_hash)
-        token, new_session = await self._sessions.create(account.id, STAGE_AUTH)
+        token, new_session = await self._sessions.create(account.id, STAGE_AUTH, device=session.device,
+                                                         shared=session.shared)
         await self._throttle.reset_account(acct_key)
+        notice = await self._notices.get(account.id)
+        await self._notices.clear(account.id)
         await self._audit.record("auth.login", actor=account.id, target={"account": account.id},
                                  outcome="ok_recovery_code" if used_recovery else "ok")
-        return LoginResult(token, new_session, account)
+        return LoginResult(token, new_session, account, notice)
 
     async def reauth(
         self, account: Account, session_hash: str, address: str, *,
@@ -144,9 +160,9 @@ class LoginService:
         await self._throttle.check(account=acct_key, address=addr_key)
         if not await verify_password(current, account.password_hash):
             raise await self._fail(account, acct_key, addr_key, "password_change")
-        check_password_policy(new)
+        self._policy.check(new, email=account.email, display_name=account.display_name)
         if new == current:
-            raise InvalidInput("The new password must differ from the current one.", code="weak_password")
+            raise InvalidInput("The new password must differ from the current one.", code="password_reused")
         await self._accounts.update(account.id, password_hash=await hash_password(new))
         ended = await self._sessions.revoke_all(account.id, except_hash=session_hash)
         await self._sessions.mark_authenticated(session_hash)

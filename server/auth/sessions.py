@@ -4,19 +4,21 @@ The cookie carries a 256-bit random token; the store keeps only its SHA-256 (`id
 copy of the database does not yield live sessions. A session is either "mfa" (password checked,
 second factor pending; short-lived) or "auth" (fully authenticated). Every login step issues a
 new token. Idle and absolute timeouts are checked against the injected clock; the store's own
-expiry (real time) only cleans up.
+expiry (real time) only cleans up. Every session this service ends — revoked, or found expired —
+is published on `revocations` (revocation.py), so open sockets on it close at once.
 """
 
 from __future__ import annotations
 
 import hashlib
 import secrets
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from ..clock import Clock
 from ..config import Settings
 from ..store.base import Store
+from .revocation import LocalSessionRevocations, SessionRevocations
 
 KIND = "session"
 ACCOUNT_INDEX = "account"
@@ -41,17 +43,15 @@ class Session:
     expires_at: float  # absolute limit
     auth_at: float | None  # last time a factor was proved (login or reauth)
     mfa_failures: int = 0
+    device: str = ""  # a short browser/OS label for the sessions list ("Firefox on Linux")
+    shared: bool = False  # "this is a shared computer": Settings.shared_computer_idle_s
 
     @property
     def id_hint(self) -> str:
         return self.id_hash[:ID_HINT_LENGTH]
 
     def to_doc(self) -> dict[str, Any]:
-        return {
-            "id_hash": self.id_hash, "account_id": self.account_id, "stage": self.stage,
-            "created_at": self.created_at, "last_seen": self.last_seen,
-            "expires_at": self.expires_at, "auth_at": self.auth_at, "mfa_failures": self.mfa_failures,
-        }
+        return asdict(self)
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any]) -> Session:
@@ -61,17 +61,26 @@ class Session:
             expires_at=float(doc["expires_at"]),
             auth_at=None if doc.get("auth_at") is None else float(doc["auth_at"]),
             mfa_failures=int(doc.get("mfa_failures", 0)),
+            device=str(doc.get("device", "")), shared=bool(doc.get("shared", False)),
         )
 
 
 class SessionService:
-    def __init__(self, store: Store, clock: Clock, settings: Settings) -> None:
+    def __init__(
+        self, store: Store, clock: Clock, settings: Settings, revocations: SessionRevocations | None = None
+    ) -> None:
         self._store = store
         self._clock = clock
         self._settings = settings
+        self.revocations: SessionRevocations = revocations or LocalSessionRevocations()
 
-    def _idle_limit(self, stage: str) -> float:
-        return MFA_STAGE_TTL_S if stage == STAGE_MFA else float(self._settings.session_idle_s)
+    def _idle_limit(self, stage: str, shared: bool = False) -> float:
+        if stage == STAGE_MFA:
+            return MFA_STAGE_TTL_S
+        return float(self._settings.shared_computer_idle_s if shared else self._settings.session_idle_s)
+
+    def idle_limit(self, session: Session) -> float:
+        return self._idle_limit(session.stage, session.shared)
 
     async def _put(self, session: Session) -> None:
         remaining = max(1.0, session.expires_at - self._clock.now())
@@ -80,7 +89,9 @@ class SessionService:
             index={ACCOUNT_INDEX: session.account_id},
         )
 
-    async def create(self, account_id: str, stage: str) -> tuple[str, Session]:
+    async def create(
+        self, account_id: str, stage: str, *, device: str = "", shared: bool = False,
+    ) -> tuple[str, Session]:
         """A new session; returns (cookie token, session). The token is never stored."""
         token = secrets.token_urlsafe(32)
         now = self._clock.now()
@@ -88,12 +99,13 @@ class SessionService:
         session = Session(
             id_hash=hash_token(token), account_id=account_id, stage=stage, created_at=now,
             last_seen=now, expires_at=now + lifetime, auth_at=now if stage == STAGE_AUTH else None,
+            device=device[:60], shared=shared,
         )
         await self._put(session)
         return token, session
 
     def _alive(self, session: Session, now: float) -> bool:
-        return now < session.expires_at and now - session.last_seen < self._idle_limit(session.stage)
+        return now < session.expires_at and now - session.last_seen < self.idle_limit(session)
 
     async def get_by_hash(self, id_hash: str, *, touch: bool = True) -> Session | None:
         doc = await self._store.get_doc(KIND, id_hash)
@@ -103,9 +115,10 @@ class SessionService:
         now = self._clock.now()
         if not self._alive(session, now):
             await self._store.delete_doc(KIND, id_hash)
+            await self.revocations.publish((id_hash,))
             return None
         # A short idle limit is touched proportionally more often, or it would lapse while in use.
-        if touch and now - session.last_seen >= min(TOUCH_EVERY_S, self._idle_limit(session.stage) / 4):
+        if touch and now - session.last_seen >= min(TOUCH_EVERY_S, self.idle_limit(session) / 4):
             session = replace(session, last_seen=now)
             await self._put(session)
         return session
@@ -119,7 +132,9 @@ class SessionService:
         await self._put(session)
 
     async def revoke(self, id_hash: str) -> bool:
-        return await self._store.delete_doc(KIND, id_hash)
+        deleted = await self._store.delete_doc(KIND, id_hash)
+        await self.revocations.publish((id_hash,))  # also when already gone: holders close
+        return deleted
 
     async def for_account(self, account_id: str) -> list[Session]:
         now = self._clock.now()
@@ -127,12 +142,13 @@ class SessionService:
         return sorted((s for s in sessions if self._alive(s, now)), key=lambda s: s.created_at)
 
     async def revoke_all(self, account_id: str, *, except_hash: str | None = None) -> int:
-        count = 0
+        ended: list[str] = []
         for doc in await self._store.find_docs(KIND, ACCOUNT_INDEX, account_id):
             id_hash = str(doc["id_hash"])
             if id_hash != except_hash and await self._store.delete_doc(KIND, id_hash):
-                count += 1
-        return count
+                ended.append(id_hash)
+        await self.revocations.publish(ended)
+        return len(ended)
 
     async def mark_authenticated(self, id_hash: str) -> None:
         session = await self.get_by_hash(id_hash, touch=False)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
+from .. import metrics
 from ..clock import Clock
 from ..errors import RateLimited
 from ..store.base import Store
@@ -63,6 +64,7 @@ class LoginThrottle:
             if state is not None:
                 wait = max(wait, float(state.get("until", 0.0)) - now)
         if wait > 0:
+            metrics.LOGIN_THROTTLED.inc()
             raise RateLimited("Too many attempts; try again later.", retry_after_s=wait)
 
     async def record_failure(self, *, account: str, address: str) -> FailureOutcome:

@@ -34,6 +34,7 @@ from typing import BinaryIO
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from .. import metrics
 from ..errors import DomainError
 
 MAGIC = b"\x89TCREC\r\n"
@@ -265,6 +266,7 @@ class EncryptedWriter(io.RawIOBase):
             view = view[written:]
         self._sha.update(data)
         self._cipher_bytes += len(data)
+        metrics.RECORDING_BYTES.inc(len(data))
 
 
 @dataclass(frozen=True)

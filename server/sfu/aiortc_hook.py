@@ -3,15 +3,16 @@
 Each function below relies on one named internal; tests/test_aiortc_hook.py checks every one
 of them, so an aiortc upgrade breaks one clearly named test instead of the media path.
 
-- `install()` replaces `aiortc.rtcrtpreceiver.decoder_worker` (looked up when a receiver
-  starts) and `mark_encoded(track, receiver)` replaces that receiver's private decoder queue
-  (`_RTCRtpReceiver__decoder_queue`): each depayloaded `(codec, JitterFrame)` becomes an
-  `av.Packet` (pts = RTP timestamp mapped to start at 0, time_base = 1/clockRate) put straight
-  into the track's queue, on the event loop, where aiortc's receive path already runs. No
-  decoding, and no hand-off to a worker thread per frame (that hand-off — Queue.put, waking the
-  thread, call_soon_threadsafe back — was a quarter of the server's CPU under load). The
-  worker thread aiortc still starts for a marked receiver returns at once; other receivers
-  (e.g. client peers in the same process) keep aiortc's decoder thread.
+- `install()` (checked by `installed()`) replaces `aiortc.rtcrtpreceiver.decoder_worker`
+  (looked up when a receiver starts) and `mark_encoded(track, receiver)` replaces that
+  receiver's private decoder queue (`_RTCRtpReceiver__decoder_queue`): each depayloaded
+  `(codec, JitterFrame)` becomes an `av.Packet` (pts = RTP timestamp mapped to start at 0,
+  time_base = 1/clockRate) put straight into the track's queue, on the event loop, where
+  aiortc's receive path already runs. No decoding, and no hand-off to a worker thread per frame
+  (that hand-off — Queue.put, waking the thread, call_soon_threadsafe back — was a quarter of
+  the server's CPU under load). The worker thread aiortc still starts for a marked receiver
+  returns at once; other receivers (e.g. client peers in the same process) keep aiortc's
+  decoder thread. Installed once per process by server/sfu/runtime.py.
 - `forward_keyframe_requests(sender, callback)`: a PLI/FIR from the remote subscriber calls
   `callback` (aiortc's own `_send_keyframe` only sets a flag that nothing reads in pack mode).
 - `send_pli(receiver)`: a Picture Loss Indication to the publisher of `receiver`.
@@ -20,6 +21,19 @@ of them, so an aiortc upgrade breaks one clearly named test instead of the media
   header-extension ids of the first exchange (aiortc's createOffer renumbers them, which
   Chromium rejects or silently stops media on).
 - `restrict_host_addresses(addresses)`: the addresses aioice gathers host candidates on.
+
+The packet path (DESIGN D10, docs/sfu.md):
+- `deliver_rtp_synchronously(dtls)`: SRTP from aioice's datagram callback straight through
+  unprotect, parse, routing and the receiver, in one call (`run_eagerly`), not through aioice's
+  queue and aiortc's `_recv_next` task.
+- `take_rtp_packets(receiver, callback)`: every RTP packet the receiver handled (RTX unwrapped,
+  NACKs/REMB done) goes to `callback` in place of its private jitter buffer.
+- `PacketOutput(sender, on_nack)`: writes rewritten RTP for one sender straight to its
+  transport (SRTP protect + the nominated pair's `sendto`), keeps its sender-report counters
+  true, answers its NACKs through `on_nack`; aiortc's own `_run_rtp` never packs anything.
+  `header_extension()` stamps abs-send-time on each packet when the subscriber negotiated it.
+
+Bandwidth feedback (REMB, receiver reports) has its own hook module, aiortc_feedback.py.
 """
 
 from __future__ import annotations
@@ -28,6 +42,8 @@ import asyncio
 import copy
 import queue
 import threading
+import time
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -37,6 +53,7 @@ import aioice.ice
 import av
 from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender, RTCSessionDescription, rtcrtpreceiver, sdp
 from aiortc.mediastreams import MediaStreamTrack
+from aiortc.rtp import RtpPacket
 
 _ENCODED_MARK = "_teleconsult_encoded"
 _ORIGINAL_DECODER_WORKER: Callable[..., None] = rtcrtpreceiver.decoder_worker
@@ -46,6 +63,11 @@ _ORIGINAL_GET_HOST_ADDRESSES: Callable[[bool, bool], list[str]] = aioice.ice.get
 def install() -> None:
     """Install the encoded-forwarding worker (idempotent)."""
     rtcrtpreceiver.decoder_worker = _decoder_worker
+
+
+def installed() -> bool:
+    """True once `install()` ran in this process."""
+    return rtcrtpreceiver.decoder_worker is _decoder_worker
 
 
 _RECEIVER_DECODER_QUEUE = "_RTCRtpReceiver__decoder_queue"
@@ -169,3 +191,276 @@ def restrict_host_addresses(addresses: Sequence[str]) -> None:
         return [a for a in fixed if (":" in a and use_ipv6) or (":" not in a and use_ipv4)]
 
     aioice.ice.get_host_addresses = get_host_addresses
+
+
+# -- the packet path (DESIGN D10) ------------------------------------------------------------
+
+_RECEIVER_JITTER_BUFFER = "_RTCRtpReceiver__jitter_buffer"
+_SENDER_RTP_STARTED = "_RTCRtpSender__rtp_started"
+_SENDER_RTP_EXITED = "_RTCRtpSender__rtp_exited"
+_SENDER_NTP_TIMESTAMP = "_RTCRtpSender__ntp_timestamp"
+_SENDER_RTP_TIMESTAMP = "_RTCRtpSender__rtp_timestamp"
+_SENDER_OCTET_COUNT = "_RTCRtpSender__octet_count"
+_SENDER_PACKET_COUNT = "_RTCRtpSender__packet_count"
+_NTP_EPOCH_OFFSET = 2208988800  # seconds from 1900 (NTP) to 1970 (Unix)
+
+RtpCallback = Callable[[Any], None]
+
+
+class _PacketTaker:
+    """Stands in for a receiver's private JitterBuffer: `RTCRtpReceiver._handle_rtp_packet`
+    calls `add(packet)` with every RTP packet (RTX already unwrapped, NACKs and REMB already
+    handled, `packet._data` the depayloaded bytes); the packet goes to `callback` at once and
+    no frame is ever assembled, so aiortc's decoder queue stays empty."""
+
+    __slots__ = ("_callback",)
+
+    def __init__(self, callback: RtpCallback) -> None:
+        self._callback = callback
+
+    def add(self, packet: Any) -> tuple[bool, None]:
+        self._callback(packet)
+        return False, None
+
+    def remove(self, count: int) -> None:  # JitterBuffer API, unused by the receiver today
+        return None
+
+
+def take_rtp_packets(receiver: RTCRtpReceiver, callback: RtpCallback) -> None:
+    """Hand every RTP packet `receiver` gets to `callback(packet)` (an aiortc RtpPacket), in the
+    receiver's own call, instead of its jitter buffer. Call before the receiver starts."""
+    setattr(receiver, _RECEIVER_JITTER_BUFFER, _PacketTaker(callback))
+
+
+_SENDER_MID = "_RTCRtpSender__mid"
+_SENDER_EXTENSIONS_MAP = "_RTCRtpSender__rtp_header_extensions_map"
+
+
+def _mid_extension(sender: RTCRtpSender, abs_send_time: int | None = None) -> bytes:
+    """The header-extension block (profile, length, elements) carrying the sender's mid, as
+    aiortc's own sender writes it (Firefox demultiplexes BUNDLEd media by it), and
+    `abs_send_time` when given and negotiated; b"" if none."""
+    mid = getattr(sender, _SENDER_MID, None)
+    if not mid and abs_send_time is None:
+        return b""
+    packet = RtpPacket(payload_type=0, sequence_number=0, timestamp=0, ssrc=0)
+    if mid:
+        packet.extensions.mid = mid
+    packet.extensions.abs_send_time = abs_send_time
+    raw = packet.serialize(getattr(sender, _SENDER_EXTENSIONS_MAP))
+    return raw[12:] if raw[0] & 0x10 else b""
+
+
+_ABS_SEND_TIME_MARK = 0xA5C3E1  # a value found once in a template block, then overwritten
+
+
+def _abs_send_time_template(sender: RTCRtpSender) -> tuple[bytearray, int] | None:
+    """The extension block with abs-send-time, and where its 3 bytes are; None when the
+    subscriber did not negotiate abs-send-time (its receive-side estimator then has no send
+    times: a browser's REMB needs them to see the server-to-subscriber queue)."""
+    block = _mid_extension(sender, _ABS_SEND_TIME_MARK)
+    at = block.find(_ABS_SEND_TIME_MARK.to_bytes(3, "big"))
+    return (bytearray(block), at) if at >= 0 else None
+
+
+class PacketOutput:
+    """Writes RTP packets for one RTCRtpSender straight to its transport, synchronously.
+
+    `RTCRtpSender._run_rtp` is replaced (before `send()`) by a loop that only waits, so aiortc
+    never packs anything for this sender; its RTCP loop keeps running and its sender reports
+    read the counters `send()` keeps (`__ntp_timestamp`, `__rtp_timestamp`, `__octet_count`,
+    `__packet_count`). `send()` protects with the DTLS transport's `_tx_srtp` and writes with
+    the nominated aioice pair's `protocol.transport.sendto`: no task, no future. The sender's
+    `_retransmit` (its NACK answers) is replaced by `on_nack(sequence_number)`.
+    """
+
+    def __init__(self, sender: RTCRtpSender, on_nack: Callable[[int], None]) -> None:
+        self._sender = sender
+        self.payload_type: int | None = None
+        self.extension = b""  # the RTP header extension block every packet carries (the mid)
+        self.ssrc: int = sender._ssrc
+        self.packets_sent = 0
+        self.send_errors = 0
+        self._octets = 0
+        self._abs_send_time: tuple[bytearray, int] | None = None
+
+        async def run_rtp(codec: Any) -> None:
+            self.extension = _mid_extension(sender)
+            self._abs_send_time = _abs_send_time_template(sender)
+            self.payload_type = codec.payloadType
+            getattr(sender, _SENDER_RTP_STARTED).set()
+            try:
+                await asyncio.get_running_loop().create_future()  # until stop() cancels it
+            except asyncio.CancelledError:
+                pass
+            finally:
+                self.payload_type = None
+                getattr(sender, _SENDER_RTP_EXITED).set()
+
+        async def retransmit(sequence_number: int) -> None:
+            on_nack(sequence_number)
+
+        sender._run_rtp = run_rtp  # type: ignore[method-assign]
+        sender._retransmit = retransmit  # type: ignore[method-assign]
+
+    @property
+    def ready(self) -> bool:
+        return self.payload_type is not None
+
+    @property
+    def octets_sent(self) -> int:
+        """Payload octets sent so far (resends not counted), as the sender reports say."""
+        return self._octets
+
+    def header_extension(self) -> bytes:
+        """The extension block for a packet sent now: the mid, and abs-send-time (6.18 fixed
+        point seconds, as aiortc's sender writes it) when negotiated."""
+        template = self._abs_send_time
+        if template is None:
+            return self.extension
+        block, at = template
+        value = int((time.time() + _NTP_EPOCH_OFFSET) * 262144) & 0xFFFFFF
+        block[at] = value >> 16
+        block[at + 1] = (value >> 8) & 0xFF
+        block[at + 2] = value & 0xFF
+        return bytes(block)
+
+    def send(self, data: bytes, timestamp: int, payload_size: int, *, count: bool = True) -> bool:
+        """Protect and send one RTP packet; update the sender-report counters (unless a resend)."""
+        transport = self._sender.transport
+        try:
+            if transport._state.name != "CONNECTED":
+                return False
+            pair = transport.transport._connection._nominated.get(1)
+            if pair is None:
+                return False
+            protected = transport._tx_srtp.protect(data)
+            pair.protocol.transport.sendto(protected, pair.remote_addr)
+        except Exception:  # a closing transport: the packet is lost like any other
+            self.send_errors += 1
+            return False
+        if count:
+            sender = self._sender
+            self.packets_sent += 1
+            self._octets += payload_size
+            setattr(sender, _SENDER_NTP_TIMESTAMP,
+                    int((time.time() + _NTP_EPOCH_OFFSET) * 4294967296.0))
+            setattr(sender, _SENDER_RTP_TIMESTAMP, timestamp)
+            setattr(sender, _SENDER_OCTET_COUNT, self._octets)
+            setattr(sender, _SENDER_PACKET_COUNT, self.packets_sent)
+        return True
+
+    def sender_report_counters(self) -> tuple[int, int, int]:
+        """(packet count, octet count, last RTP timestamp) the next sender report carries."""
+        sender = self._sender
+        return (getattr(sender, _SENDER_PACKET_COUNT), getattr(sender, _SENDER_OCTET_COUNT),
+                getattr(sender, _SENDER_RTP_TIMESTAMP))
+
+
+_DELIVERS_MARK = "_teleconsult_synchronous_rtp"
+# True once `_recv_next` saw no DTLS retransmission timer left: until then every datagram keeps
+# aiortc's path, whose `_recv_next` runs the handshake's last-flight timer (Firefox needs it)
+_DTLS_HANDSHAKE_DONE = "_RTCDtlsTransport__handshake_done"
+
+
+def run_eagerly(coroutine: Any) -> None:
+    """Run `coroutine` now, in this call; if it ever really suspends (awaits a pending future),
+    the rest of it continues in a task. aiortc's receive path for one RTP packet (parse, route,
+    `_handle_rtp_packet`, its RTCP sends) never suspends: aioice's `send_data` is a coroutine
+    that only calls `sendto`."""
+    try:
+        waiting = coroutine.send(None)
+    except StopIteration:
+        return
+    task = asyncio.ensure_future(_resume(coroutine, waiting))
+    _SUSPENDED.add(task)
+    task.add_done_callback(_SUSPENDED.discard)
+
+
+_SUSPENDED: set[asyncio.Future[None]] = set()
+
+
+async def _resume(coroutine: Any, waiting: Any) -> None:
+    await _Resumed(coroutine, waiting)
+
+
+class _Resumed:
+    """Delegates a started coroutine to the task awaiting this object (like `yield from`)."""
+
+    def __init__(self, coroutine: Any, waiting: Any) -> None:
+        self._coroutine = coroutine
+        self._waiting = waiting
+
+    def __await__(self) -> Any:
+        waiting = self._waiting
+        while True:
+            try:
+                sent = yield waiting
+            except BaseException as exc:  # cancellation and errors go into the coroutine
+                try:
+                    waiting = self._coroutine.throw(exc)
+                except StopIteration:
+                    return None
+                continue
+            try:
+                waiting = self._coroutine.send(sent)
+            except StopIteration:
+                return None
+
+
+def deliver_rtp_synchronously(dtls: Any) -> None:
+    """Make RTP arriving on `dtls` (an RTCDtlsTransport) go from aioice's datagram callback
+    straight through SRTP unprotect, parse, routing and the receiver (and so the forwarder), in
+    that one call, instead of aioice's `Connection._queue` and the `_recv_next` task
+    (idempotent). DTLS, RTCP and STUN keep aiortc's own path. Relies on aioice's
+    `StunProtocol.datagram_received` calling `Connection.data_received(data, component)`, the
+    DTLS transport's `_rx_srtp` and `_handle_rtp_data(data, arrival_time_ms)`."""
+    connection = dtls.transport._connection
+    if getattr(connection, _DELIVERS_MARK, False):
+        return
+    original = connection.data_received
+    transport = weakref.ref(dtls)  # aioice may keep a closed Connection a while: never pin the pc
+
+    def data_received(data: bytes, component: int) -> None:
+        dtls = transport()
+        session = dtls._rx_srtp if dtls is not None else None
+        if (dtls is None or session is None or not getattr(dtls, _DTLS_HANDSHAKE_DONE, False)
+                or len(data) < 12 or not 127 < data[0] < 192 or 192 <= data[1] <= 208):
+            # not SRTP, SRTCP, or the handshake not settled: aiortc's own path
+            original(data, component)
+            return
+        try:
+            clear = session.unprotect(data)
+        except Exception:  # pylibsrtp.Error: a forgery, a replay or garbage
+            return
+        arrival_ms = int((time.time() + _NTP_EPOCH_OFFSET) * 1000)  # aiortc clock.current_ms()
+        try:
+            run_eagerly(dtls._handle_rtp_data(clear, arrival_time_ms=arrival_ms))
+        except ConnectionError:  # closing (an RTCP send inside failed): the packet is dropped
+            return
+
+    connection.data_received = data_received
+    setattr(connection, _DELIVERS_MARK, True)
+
+
+def no_receive_after_close(receiver: RTCRtpReceiver) -> None:
+    """aiortc's connect task calls `receiver.receive(parameters)` after the DTLS handshake; if
+    the peer connection was closed meanwhile (a participant leaving just as it connects), the
+    receiver would start an RTCP loop that nothing ever stops, pinning the whole peer connection
+    (the leak test's 100 join/leave cycles). A `receive()` after `stop()` (or on a closed
+    transport) is skipped."""
+    original_receive, original_stop = receiver.receive, receiver.stop
+    stopped = False
+
+    async def receive(parameters: Any) -> None:
+        if stopped or receiver.transport.state == "closed":
+            return
+        await original_receive(parameters)
+
+    async def stop() -> None:
+        nonlocal stopped
+        stopped = True
+        await original_stop()
+
+    receiver.receive = receive  # type: ignore[method-assign]
+    receiver.stop = stop  # type: ignore[method-assign]

@@ -4,7 +4,7 @@ transceiver. Nothing here decodes or encodes.
 PublishedTrack reads the encoded packets of one remote track once (see aiortc_hook) and hands
 each one, as an `EncodedFrame`, to its sinks and to every subscribed SubscriberTrack.
 
-Recorder hook (server/recording/recorder.py)::
+Recorder hook (server/recorder/muxer.py)::
 
     track.add_sink(sink)        # sink(frame: EncodedFrame) -> None, called on the event loop
     track.remove_sink(sink)
@@ -14,6 +14,12 @@ A sink must not block (push to your own bounded queue) and receives every frame 
 track is not muted; `frame.kind` is "audio" or "video", `frame.pts` counts in
 `frame.time_base` (1/48000 Opus, 1/90000 VP8) from 0 at the track's first frame;
 `frame.is_keyframe` is True for every audio frame and for VP8 keyframes.
+
+Frame tap (tests and diagnostics only): `SfuRoom.frame_tap`, default None, is a callable
+`tap(publisher_id, label, data) -> data` that every PublishedTrack of the room calls on each
+frame before its sinks and subscribers see it (one `is None` check per frame when unset). A
+test uses it to collect what the SFU forwards (under E2EE: frames libvpx cannot decode) or to
+play a tampering server (flip a byte); see docs/e2ee.md "Testing".
 
 SubscriberTrack is the persistent track of one outgoing transceiver (aiortc never notices a
 replaceTrack while a sender waits in recv()): `set_source()` swaps what it forwards, its recv()
@@ -26,16 +32,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import Any, Protocol
 
 import av
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
+from server import metrics
 from server.clock import Clock
 
 from . import aiortc_hook
+from .packets import FrameAssembler, OutgoingStream, Vp8Descriptor, vp8_descriptor
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +53,7 @@ KEYFRAME_REQUEST_INTERVAL_S = 0.5
 VIDEO_QUEUE_FRAMES = 60
 AUDIO_QUEUE_FRAMES = 50
 CLOCK_RATES = {"audio": 48000, "video": 90000}
+MEDIA_PATHS = ("packet", "frame")
 
 
 @dataclass(frozen=True)
@@ -55,6 +66,11 @@ class EncodedFrame:
 
 
 Sink = Callable[[EncodedFrame], None]
+FrameTap = Callable[[str, str, bytes], bytes]
+
+
+class TapHolder(Protocol):
+    frame_tap: FrameTap | None
 
 
 def is_vp8_keyframe(data: bytes) -> bool:
@@ -73,7 +89,15 @@ class PublishedTrack:
         label: str,
         source: MediaStreamTrack,
         request_pli: Callable[[], object],
+        taps: TapHolder | None = None,
+        clock: Clock | None = None,
     ) -> None:
+        """With a `clock`, the track is on the packet path: feed it `on_rtp(packet)` (see
+        aiortc_hook.take_rtp_packets) and do not `start()` it; without, it reads frames."""
+        self._taps = taps
+        self._clock = clock
+        self._assembler = FrameAssembler(video=label != "audio")
+        self._held: list[tuple[Any, Vp8Descriptor | None]] = []
         self.publisher_id = publisher_id
         self.track_id = track_id
         self.label = label
@@ -90,13 +114,19 @@ class PublishedTrack:
         self._time_base = Fraction(1, CLOCK_RATES[self.kind])
         self.frames_in = 0
         self.keyframe_requests_sent = 0
+        self.subscriber_cap: int | None = None  # bps its subscribers can take (bandwidth_control)
+        self.estimate: Any = None  # aiortc_feedback.CappedEstimate of a packet-path video
 
     @property
     def muted(self) -> bool:
         return self._muted
 
+    @property
+    def packet_path(self) -> bool:
+        return self._clock is not None
+
     def start(self) -> None:
-        if self._task is None and not self._closed:
+        if self._task is None and not self._closed and self._clock is None:
             self._task = asyncio.get_running_loop().create_task(
                 self._run(), name=f"sfu-publish-{self.publisher_id}-{self.label}"
             )
@@ -147,6 +177,7 @@ class PublishedTrack:
                 sent = False
             if sent:
                 self.keyframe_requests_sent += 1
+                metrics.KEYFRAME_REQUESTS.inc()
             else:
                 self._pli_pending = True  # no SSRC yet: retry after the interval
             await asyncio.sleep(KEYFRAME_REQUEST_INTERVAL_S)  # the rate limit, not a sync
@@ -164,9 +195,12 @@ class PublishedTrack:
                           self.publisher_id, self.label)
                 return
             self.frames_in += 1
+            metrics.RECEIVED_BY_KIND[self.kind].inc()
             if self._muted:
                 continue  # a muted track costs nothing beyond reading it
             data = bytes(packet)
+            if self._taps is not None and self._taps.frame_tap is not None:
+                data = self._taps.frame_tap(self.publisher_id, self.label, data)
             frame = EncodedFrame(
                 kind=self.kind,
                 data=data,
@@ -181,6 +215,89 @@ class PublishedTrack:
                     log.exception("sfu sink failed on track %s/%s", self.publisher_id, self.label)
             for subscriber in tuple(self._subscribers):
                 subscriber.push(self, frame)
+
+    def on_rtp(self, packet: Any) -> None:
+        """One RTP packet from the publisher (an aiortc RtpPacket, RTX unwrapped, `_data` the
+        depayloaded bytes), forwarded to every subscriber in this same call (DESIGN D10)."""
+        payload: bytes = packet.payload
+        if not payload or self._closed or self._clock is None:
+            return
+        metrics.PACKETS_IN_BY_KIND[self.kind].inc()
+        if self._muted:  # a muted track costs nothing beyond counting it
+            if self.kind == "audio" or payload[0] & 0x17 == 0x10:
+                self.frames_in += 1
+                metrics.RECEIVED_BY_KIND[self.kind].inc()
+            return
+        now = self._clock.monotonic()
+        if self.kind == "video":
+            vp8 = vp8_descriptor(payload)
+            if vp8 is None:
+                return
+            starts_frame = payload[0] & 0x17 == 0x10  # S=1, PID=0
+            starts_key = vp8.starts_keyframe
+        else:
+            vp8 = None
+            starts_frame = starts_key = True
+        if starts_frame:
+            self.frames_in += 1
+            metrics.RECEIVED_BY_KIND[self.kind].inc()
+        tap = self._taps.frame_tap if self._taps is not None else None
+        if self._sinks or tap is not None:
+            frame = self._assembler.add(packet.sequence_number, packet.timestamp, packet.marker,
+                                        packet._data, starts_key, starts_frame)
+            if tap is not None:
+                self._forward_tapped(tap, packet, vp8, frame, starts_frame, now)
+            if frame is not None and self._sinks:
+                encoded = EncodedFrame(self.kind, frame.data, frame.pts, self._time_base,
+                                       frame.is_keyframe)
+                for sink in tuple(self._sinks):
+                    try:
+                        sink(encoded)
+                    except Exception:
+                        log.exception("sfu sink failed on track %s/%s", self.publisher_id, self.label)
+            if tap is not None:
+                return
+        elif self._held:
+            self._flush_held(now)
+        for subscriber in self._subscribers:
+            subscriber.forward(self, packet, vp8, starts_key, starts_frame, now)
+
+    def _forward_tapped(self, tap: FrameTap, packet: Any, vp8: Vp8Descriptor | None,
+                        frame: Any, starts_frame: bool, now: float) -> None:
+        """Frame tap on (tests): a video frame's packets wait for its last one, the tap sees
+        the whole frame, and what it returns is cut back into the same packets."""
+        if self.kind == "audio":
+            if frame is not None:
+                data = tap(self.publisher_id, self.label, frame.data)
+                if data != frame.data:
+                    packet.payload = data
+            for subscriber in self._subscribers:
+                subscriber.forward(self, packet, None, True, True, now)
+            return
+        if starts_frame:
+            self._flush_held(now)
+        self._held.append((packet, vp8))
+        if not packet.marker:
+            return
+        if frame is not None and len(frame.sizes) == len(self._held):
+            data = tap(self.publisher_id, self.label, frame.data)
+            if data != frame.data:
+                at = 0
+                for index, ((held, descriptor), size) in enumerate(zip(self._held, frame.sizes,
+                                                                       strict=True)):
+                    end = len(data) if index == len(self._held) - 1 else at + size
+                    assert descriptor is not None
+                    held.payload = held.payload[:descriptor.size] + data[at:end]
+                    at = end
+        self._flush_held(now)
+
+    def _flush_held(self, now: float) -> None:
+        held, self._held = self._held, []
+        for packet, vp8 in held:
+            starts_frame = packet.payload[0] & 0x17 == 0x10
+            starts_key = vp8 is not None and vp8.starts_keyframe
+            for subscriber in self._subscribers:
+                subscriber.forward(self, packet, vp8, starts_key, starts_frame, now)
 
     async def close(self) -> None:
         """Stop reading; detach every subscriber (idempotent)."""
@@ -220,8 +337,74 @@ class SubscriberTrack(MediaStreamTrack):
         self._offset = 0
         self._last_pts: int | None = None
         self._last_mono = 0.0
+        self._output: aiortc_hook.PacketOutput | None = None
+        self._stream: OutgoingStream | None = None
         self.frames_out = 0
         self.frames_dropped = 0
+        self.paused = False  # audio only for this subscriber: its video is not forwarded
+
+    # -- the packet path ------------------------------------------------------------------
+
+    def attach_sender(self, sender: Any) -> None:
+        """Packet path: write rewritten RTP straight to `sender`'s transport (call before the
+        sender starts); its NACKs are answered from this track's history."""
+        self._output = aiortc_hook.PacketOutput(sender, self._answer_nack)
+        self._stream = OutgoingStream(self._output.ssrc, self._clock_rate,
+                                      first_seq=random.getrandbits(16),
+                                      first_ts=random.getrandbits(32))
+
+    @property
+    def output(self) -> aiortc_hook.PacketOutput | None:
+        return self._output
+
+    @property
+    def stream(self) -> OutgoingStream | None:
+        return self._stream
+
+    @property
+    def upstream_lost(self) -> int:
+        return self._stream.upstream_lost if self._stream is not None else 0
+
+    def forward(self, source: PublishedTrack, packet: Any, vp8: Vp8Descriptor | None,
+                starts_key: bool, starts_frame: bool, now: float) -> None:
+        """Rewrite and send one packet of `source` (synchronously; drops until a keyframe)."""
+        output, stream = self._output, self._stream
+        if source is not self._source or output is None or stream is None or self.paused:
+            return
+        payload_type = output.payload_type
+        if payload_type is None:
+            if starts_frame and self.kind == "video":
+                source.request_keyframe()
+            return
+        if self._waiting_keyframe:
+            if not starts_key:
+                metrics.PACKETS_DROPPED_BY_KIND[self.kind].inc()
+                if starts_frame:
+                    self.frames_dropped += 1
+                    metrics.DROPPED_BY_KIND[self.kind].inc()
+                    source.request_keyframe()
+                return
+            self._waiting_keyframe = False
+        data = stream.rewrite(payload_type, packet.marker, packet.sequence_number,
+                              packet.timestamp, packet.payload, vp8, now, output.header_extension())
+        if data is None:  # stale or a duplicate
+            metrics.PACKETS_DROPPED_BY_KIND[self.kind].inc()
+            return
+        if not output.send(data, (packet.timestamp + stream.ts_offset) & 0xFFFFFFFF,
+                           len(packet.payload)):
+            metrics.PACKETS_DROPPED_BY_KIND[self.kind].inc()
+            return
+        metrics.PACKETS_OUT_BY_KIND[self.kind].inc()
+        if starts_frame:
+            self.frames_out += 1
+            metrics.FORWARDED_BY_KIND[self.kind].inc()
+
+    def _answer_nack(self, sequence_number: int) -> None:
+        if self._stream is None or self._output is None:
+            return
+        data = self._stream.for_nack(sequence_number)
+        if data is not None:
+            self._output.send(data, 0, 0, count=False)
 
     @property
     def source(self) -> PublishedTrack | None:
@@ -242,6 +425,8 @@ class SubscriberTrack(MediaStreamTrack):
         self._drain()
         self._rebase = True
         self.resync()
+        if self._stream is not None:
+            self._stream.rebase()
         if source is not None:
             source.add_subscriber(self)
             source.request_keyframe()
@@ -251,8 +436,10 @@ class SubscriberTrack(MediaStreamTrack):
             self.set_source(None)
 
     def resync(self) -> None:
-        """Drop video until the next keyframe."""
+        """Drop video until the next keyframe (a new run of sequence numbers and timestamps)."""
         self._waiting_keyframe = self.kind == "video"
+        if self._stream is not None:
+            self._stream.rebase()
 
     def request_keyframe(self) -> None:
         if self._source is not None:
@@ -265,15 +452,18 @@ class SubscriberTrack(MediaStreamTrack):
         if self._waiting_keyframe:
             if not frame.is_keyframe:
                 self.frames_dropped += 1
+                metrics.DROPPED_BY_KIND[self.kind].inc()
                 source.request_keyframe()
                 return False
             self._waiting_keyframe = False
         if self._queue.full():
             self.frames_dropped += self._queue.qsize()
+            metrics.DROPPED_BY_KIND[self.kind].inc(self._queue.qsize())
             self._drain()
             if self.kind == "video" and not frame.is_keyframe:
                 self._waiting_keyframe = True
                 self.frames_dropped += 1
+                metrics.DROPPED_BY_KIND[self.kind].inc()
                 source.request_keyframe()
                 return False
         self._queue.put_nowait(frame)
@@ -301,6 +491,7 @@ class SubscriberTrack(MediaStreamTrack):
         packet.dts = pts
         packet.time_base = frame.time_base
         self.frames_out += 1
+        metrics.FORWARDED_BY_KIND[self.kind].inc()
         return packet
 
     def stop(self) -> None:

@@ -34,6 +34,9 @@ class IceSettings:
     host_addresses: tuple[str, ...] = ()
     announce_address: str = ""
     connect_timeout_s: float = 20.0
+    reconnect_grace_s: float = 15.0  # docs/sfu.md "Reconnection"
+    media_path: str = "packet"  # DESIGN D10; "frame" only until the figures are compared
+    transport_policy: str = "all"  # browsers' iceTransportPolicy ("relay": TURN candidates only)
 
     def __post_init__(self) -> None:
         for address in (*self.host_addresses, *((self.announce_address,) if self.announce_address else ())):
@@ -43,6 +46,8 @@ class IceSettings:
                 raise ConfigError(f"ICE address {address!r} is not an IP address") from None
         if self.connect_timeout_s <= 0:
             raise ConfigError("peer_connect_timeout_s must be positive")
+        if self.media_path not in ("packet", "frame"):
+            raise ConfigError("media_path must be packet or frame")
 
     @classmethod
     def from_settings(cls, settings: Settings) -> IceSettings:
@@ -54,6 +59,9 @@ class IceSettings:
             host_addresses=settings.ice_host_addresses,
             announce_address=settings.ice_announce_address,
             connect_timeout_s=settings.peer_connect_timeout_s,
+            reconnect_grace_s=settings.reconnect_grace_s,
+            media_path=settings.media_path,
+            transport_policy=settings.ice_transport_policy,
         )
 
 

@@ -1,24 +1,28 @@
-"""Media messages as values: the client->server messages the SFU handles (parsed and validated
-by server/signalling/media.py) and builders for the server->client messages it sends.
+"""What the SFU takes and gives, as typed values; no wire format.
 
-Every server->client message carries `"v": 1` and a `"type"`; see docs/sfu.md for the flow.
+Client -> SFU: the messages a participant sends (`MediaMessage`), parsed from JSON and validated
+by server/signalling/media.py. SFU -> client: the events a participant is told
+(`MediaEvent`), given to the `notify` callable of `SfuRoom.join`; server/signalling/media.py
+turns each into its JSON message. See docs/sfu.md for the flow.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
-MEDIA_PROTOCOL_VERSION = 1
 TRACK_LABELS = frozenset({"audio", "video", "screen"})
 
 
+# -- client -> SFU ---------------------------------------------------------------------------
+
 @dataclass(frozen=True)
 class OfferMessage:
-    """The browser's one offer, at join."""
+    """The browser's offer: once at join, and again from a new peer connection after a network
+    change (`restart`: the server drops the participant's old peer connection for this one)."""
 
     sdp: str
+    restart: bool = False
 
 
 @dataclass(frozen=True)
@@ -46,8 +50,28 @@ class LeaveMessage:
     pass
 
 
-MediaMessage = OfferMessage | AnswerMessage | RenegotiateMessage | MuteMessage | LeaveMessage
+@dataclass(frozen=True)
+class ReceiveVideoMessage:
+    """The participant's own "audio only" choice: enabled=False stops the video sent to it."""
 
+    enabled: bool
+
+
+@dataclass(frozen=True)
+class NetworkQualityMessage:
+    """What the participant's browser measures of what it receives (getStats), to show the
+    others: loss in %, round-trip time in ms, incoming bitrate in kbit/s."""
+
+    loss_pct: float
+    rtt_ms: float | None
+    kbps_in: float | None
+
+
+MediaMessage = (OfferMessage | AnswerMessage | RenegotiateMessage | MuteMessage | LeaveMessage
+                | ReceiveVideoMessage | NetworkQualityMessage)
+
+
+# -- SFU -> client ---------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class TrackInfo:
@@ -57,10 +81,6 @@ class TrackInfo:
     track_id: str
     kind: str  # label: "audio" | "video" | "screen"
     muted: bool
-
-    def to_json(self) -> dict[str, Any]:
-        return {"participant_id": self.participant_id, "track_id": self.track_id,
-                "kind": self.kind, "muted": self.muted}
 
 
 @dataclass(frozen=True)
@@ -72,48 +92,102 @@ class OutgoingTrackInfo:
     track_id: str
     kind: str
 
-    def to_json(self) -> dict[str, Any]:
-        return {"mid": self.mid, "participant_id": self.participant_id,
-                "track_id": self.track_id, "kind": self.kind}
+
+@dataclass(frozen=True)
+class ServerAnswer:
+    """The answer to the browser's offer."""
+
+    sdp: str
 
 
-def _message(message_type: str, /, **fields: Any) -> dict[str, Any]:
-    return {"v": MEDIA_PROTOCOL_VERSION, "type": message_type, **fields}
-
-
-def answer_message(sdp: str) -> dict[str, Any]:
-    return _message("answer", sdp=sdp)
-
-
-def offer_message(
-    sdp: str, tracks: Sequence[OutgoingTrackInfo], receive: Mapping[str, str]
-) -> dict[str, Any]:
+@dataclass(frozen=True)
+class ServerOffer:
     """`tracks`: what each sending mid carries; `receive`: mid -> label the browser should send
     on (e.g. the m-section added for a screen share)."""
-    return _message("offer", sdp=sdp, tracks=[t.to_json() for t in tracks],
-                    receive=dict(receive))
+
+    sdp: str
+    tracks: tuple[OutgoingTrackInfo, ...]
+    receive: Mapping[str, str]
 
 
-def participant_joined_message(participant_id: str, tracks: Sequence[TrackInfo]) -> dict[str, Any]:
-    return _message("participant-joined", participant_id=participant_id,
-                    tracks=[t.to_json() for t in tracks])
+@dataclass(frozen=True)
+class ParticipantJoined:
+    participant_id: str
+    tracks: tuple[TrackInfo, ...]
 
 
-def participant_left_message(participant_id: str, track_ids: Sequence[str]) -> dict[str, Any]:
-    return _message("participant-left", participant_id=participant_id, tracks=list(track_ids))
+@dataclass(frozen=True)
+class ParticipantLeft:
+    participant_id: str
+    track_ids: tuple[str, ...]
 
 
-def track_published_message(track: TrackInfo) -> dict[str, Any]:
-    return _message("track-published", participant_id=track.participant_id, track=track.to_json())
+@dataclass(frozen=True)
+class TrackPublished:
+    track: TrackInfo
 
 
-def track_unpublished_message(participant_id: str, track_id: str, kind: str) -> dict[str, Any]:
-    return _message("track-unpublished", participant_id=participant_id, track_id=track_id, kind=kind)
+@dataclass(frozen=True)
+class TrackUnpublished:
+    participant_id: str
+    track_id: str
+    kind: str
 
 
-def mute_state_message(participant_id: str, kind: str, muted: bool) -> dict[str, Any]:
-    return _message("mute-state", participant_id=participant_id, kind=kind, muted=muted)
+@dataclass(frozen=True)
+class MuteState:
+    participant_id: str
+    kind: str
+    muted: bool
 
 
-def error_message(code: str, message: str) -> dict[str, Any]:
-    return _message("error", code=code, message=message)
+@dataclass(frozen=True)
+class ParticipantAway:
+    """`away`: another participant's media stopped arriving, or its connection is gone and the
+    SFU holds its place for it (docs/sfu.md "Reconnection"); not `away`: its media is back."""
+
+    participant_id: str
+    away: bool
+
+
+@dataclass(frozen=True)
+class MediaResumed:
+    """To a participant that asked to resume (hello `resume`): True when the SFU still held its
+    place (its tracks, keys and subscriptions carry on), False when it joins afresh."""
+
+    resumed: bool
+
+
+@dataclass(frozen=True)
+class AudioOnly:
+    """`participant_id` receives audio only (active) or video again; reason "bandwidth",
+    "loss" (automatic, docs/sfu.md "Bandwidth") or "manual" (its own choice)."""
+
+    participant_id: str
+    active: bool
+    reason: str
+
+
+@dataclass(frozen=True)
+class EncodingAdvice:
+    """Ask a publisher to set these on its `label` sender's encoding (all None: restore)."""
+
+    label: str
+    max_bitrate_bps: int | None
+    scale_resolution_down_by: float | None
+    max_framerate: float | None
+
+
+@dataclass(frozen=True)
+class NetworkQuality:
+    """A participant's NetworkQualityMessage, told to the others."""
+
+    participant_id: str
+    loss_pct: float
+    rtt_ms: float | None
+    kbps_in: float | None
+
+
+MediaEvent = (ServerAnswer | ServerOffer | ParticipantJoined | ParticipantLeft | TrackPublished
+              | TrackUnpublished | MuteState | ParticipantAway | MediaResumed | AudioOnly | EncodingAdvice
+              | NetworkQuality)

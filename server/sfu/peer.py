@@ -7,6 +7,8 @@
 - Afterwards only the server offers: one lock and a pending flag. `schedule_negotiation()`
   marks a change; an offer goes out when the connection is stable, the next one after the
   browser's answer (`accept_answer`). Offers reuse the RTP numbering of the first exchange.
+  Each answer's bundled m-sections take the DTLS role of its tagged one (dtls_setup.py), so
+  one answer cannot switch the role of the shared DTLS transport.
 - Outgoing media uses one persistent SubscriberTrack per sendonly transceiver. Unsubscribing
   sets the transceiver inactive; the next subscription of that kind reuses it with a new msid.
 """
@@ -17,7 +19,7 @@ import asyncio
 import contextlib
 import enum
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,10 +30,12 @@ from aiortc.mediastreams import MediaStreamTrack
 from server.clock import Clock
 from server.errors import Conflict, InvalidInput
 
-from . import aiortc_hook
+from . import aiortc_feedback, aiortc_hook
+from .bandwidth import Downlink
+from .dtls_setup import unify_bundled_setup
 from .forwarder import PublishedTrack, SubscriberTrack
 from .ice import IceSettings, announce_host_candidates, server_configuration
-from .messages import OutgoingTrackInfo, offer_message
+from .messages import MediaEvent, OutgoingTrackInfo, ServerOffer
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +43,7 @@ PINNED_MIME_TYPES = {"audio": "audio/opus", "video": "video/vp8"}
 MAX_OFFERED_SECTIONS = {"audio": 1, "video": 2}
 
 TrackHandler = Callable[[str, MediaStreamTrack, RTCRtpReceiver], None]
-Send = Callable[[Mapping[str, Any]], Awaitable[None]]
+Send = Callable[[MediaEvent], Awaitable[None]]
 
 
 class Negotiation(enum.Enum):
@@ -110,8 +114,10 @@ class MediaPeer:
         on_track: TrackHandler,
         on_connection_state: Callable[[str], None],
         send: Send,
+        downlink: Downlink | None = None,
     ) -> None:
         self.peer_id = peer_id
+        self.downlink = downlink or Downlink(clock)  # what this participant's RTCP says (bandwidth.py)
         self._ice = ice
         self._clock = clock
         self._on_track = on_track
@@ -124,6 +130,7 @@ class MediaPeer:
         self._incoming: dict[int, str] = {}  # id(transceiver) -> label
         self._reactivated: set[int] = set()  # ids of receiving transceivers reopened
         self._negotiated: dict[str, aiortc_hook.NegotiatedRtp] = {}
+        self._last_offer: ServerOffer | None = None
         self.negotiation = Negotiation.AWAITING_OFFER
         self.pc = self._new_pc()
 
@@ -189,7 +196,9 @@ class MediaPeer:
         check_answer_sdp(sdp_text)
         async with self._lock:
             try:
-                await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp_text, type="answer"))
+                # Firefox writes a=setup:active on new bundled m-sections: keep the tagged role.
+                answer = unify_bundled_setup(sdp_text)
+                await self.pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
             except (ValueError, KeyError, IndexError, InvalidAccessError, InvalidStateError,
                     OperationError):
                 raise InvalidInput("The answer could not be applied.", code="invalid_sdp") from None
@@ -221,6 +230,10 @@ class MediaPeer:
             transceiver = self.pc.addTransceiver(track, direction="sendonly")
             transceiver.setCodecPreferences(pinned_codecs(published.kind))
             aiortc_hook.forward_keyframe_requests(transceiver.sender, track.request_keyframe)
+            if self._ice.media_path == "packet":
+                track.attach_sender(transceiver.sender)
+                if published.kind == "video":
+                    self._watch_feedback(transceiver.sender, track)
             slot = _OutgoingSlot(transceiver, track)
             self._slots.append(slot)
         stream = published.publisher_id if published.label != "screen" else f"{published.publisher_id}-screen"
@@ -229,12 +242,34 @@ class MediaPeer:
         slot.track.set_source(published)
         self.schedule_negotiation()
 
+    def _watch_feedback(self, sender: Any, track: SubscriberTrack) -> None:
+        """The subscriber's REMB and receiver reports about this video go to `downlink`."""
+        downlink = self.downlink
+
+        def on_report(report: aiortc_feedback.ReceiverReport) -> None:
+            downlink.on_report(report, track.upstream_lost)
+
+        aiortc_feedback.watch_subscriber_feedback(sender, downlink.on_remb, on_report)
+
     def unsubscribe(self, published: PublishedTrack) -> None:
         for slot in self._slots:
             if slot.track.source is published:
                 slot.track.set_source(None)
                 slot.transceiver.direction = "inactive"
                 self.schedule_negotiation()
+
+    def replace_source(self, old: PublishedTrack, new: PublishedTrack) -> None:
+        """Forward `new` where `old` was forwarded (the publisher's new peer connection): same
+        transceiver and msid, no renegotiation; video resumes at a keyframe, asked for now."""
+        for slot in self._slots:
+            if slot.track.source is old:
+                slot.track.set_source(new)
+
+    def resync_source(self, published: PublishedTrack) -> None:
+        """Wait for `published`'s next keyframe (its packets resume after a lossy gap)."""
+        for slot in self._slots:
+            if slot.track.source is published:
+                slot.track.resync()
 
     def outgoing_tracks(self) -> list[SubscriberTrack]:
         return [s.track for s in self._slots]
@@ -284,20 +319,25 @@ class MediaPeer:
                 offer = await aiortc_hook.create_offer_keeping_numbering(self.pc, self._negotiated)
                 await self.pc.setLocalDescription(offer)
                 self.negotiation = Negotiation.OFFER_SENT
-                tracks = [
+                tracks = tuple(
                     OutgoingTrackInfo(mid=str(s.transceiver.mid), participant_id=src.publisher_id,
                                       track_id=src.track_id, kind=src.label)
                     for s in self._slots if (src := s.track.source) is not None
-                ]
+                )
                 receive = {str(t.mid): label for t in self.pc.getTransceivers()
                            if (label := self._incoming.get(id(t))) is not None
                            and t.direction == "recvonly"}
                 sdp_text = announce_host_candidates(self.pc.localDescription.sdp,
                                                     self._ice.announce_address)
+                self._last_offer = ServerOffer(sdp_text, tracks, receive)
             try:
-                await self._send(offer_message(sdp_text, tracks, receive))
+                await self._send(self._last_offer)
             except Exception:
                 log.warning("sfu could not send an offer to participant %s", self.peer_id)
+
+    def pending_offer(self) -> ServerOffer | None:
+        """The offer sent last, while no answer came (to send again on a new socket)."""
+        return self._last_offer if self.negotiation is Negotiation.OFFER_SENT else None
 
     async def close(self) -> None:
         """Close the peer connection and stop every task (idempotent)."""

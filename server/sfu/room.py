@@ -2,10 +2,14 @@
 
 Public API (used by server/signalling; stable)::
 
-    room = SfuRoom(room_id, IceSettings.from_settings(settings), clock=clock, max_participants=4)
-    participant = await room.join(participant_id, notify)
-        # notify(message) sends one JSON-able server->client media message (server/sfu/messages.py)
+    setup_media_runtime(ice)   # server/sfu/runtime.py: once per process, at start-up
+    room = SfuRoom(room_id, ice, clock=clock, max_participants=4)
+    participant = await room.join(participant_id, notify, resume=False)
+        # notify(event) tells the participant one MediaEvent (server/sfu/messages.py; the
+        # signalling layer turns it into JSON); resume=True takes back a place held for it
+        # (see "Reconnection" below) and tells it MediaResumed(True | False) first
         # raises Conflict("room_full" | "already_joined"), InvalidInput("invalid_participant_id")
+    participant.suspend()                 # its socket is gone: hold its place (below)
     participant.on_closed = callback      # callback(reason) once, reason in CLOSE_REASONS
     await participant.handle(message)     # a parsed client message (server.signalling.media)
         # raises InvalidInput / Conflict (e.g. invalid_sdp, offer_wrong_state): send the client
@@ -18,6 +22,11 @@ Public API (used by server/signalling; stable)::
 Everyone receives everyone else's audio, video and screen share. A participant whose peer
 connection is not connected within `ice.connect_timeout_s`, or whose ICE consent fails
 (connectionState "failed"), is removed and the others are told (`participant-left`).
+
+Reconnection (reconnection.py, docs/sfu.md): a participant whose socket went away without a
+goodbye is `suspend()`ed, its place held until its next connection joins with resume=True or
+its grace runs out; `OfferMessage(restart=True)` replaces its peer connection (aiortc has no
+ICE restart), the new tracks taking the old ones' place in every subscriber.
 """
 
 from __future__ import annotations
@@ -28,44 +37,55 @@ import enum
 import logging
 import re
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
 
 from aiortc import RTCRtpReceiver
 from aiortc.mediastreams import MediaStreamTrack
 
+from server import metrics
 from server.clock import Clock
 from server.errors import Conflict, InvalidInput
 
-from . import aiortc_hook
-from .forwarder import PublishedTrack, make_pli_requester
+from . import aiortc_feedback, aiortc_hook
+from .bandwidth_control import BandwidthControl
+from .forwarder import FrameTap, PublishedTrack, make_pli_requester
 from .ice import IceSettings
 from .messages import (
     AnswerMessage,
     LeaveMessage,
+    MediaEvent,
     MediaMessage,
+    MediaResumed,
     MuteMessage,
+    MuteState,
+    NetworkQuality,
+    NetworkQualityMessage,
     OfferMessage,
+    ParticipantAway,
+    ParticipantJoined,
+    ParticipantLeft,
+    ReceiveVideoMessage,
     RenegotiateMessage,
+    ServerAnswer,
     TrackInfo,
-    answer_message,
-    mute_state_message,
-    participant_joined_message,
-    participant_left_message,
-    track_published_message,
-    track_unpublished_message,
+    TrackPublished,
+    TrackUnpublished,
 )
 from .peer import MediaPeer, Negotiation
+from .reconnection import GapWatch, Reconnection, WatchedTrack
+from .runtime import media_runtime_ready
 
 log = logging.getLogger(__name__)
 
-Notify = Callable[[Mapping[str, Any]], Awaitable[None]]
+Notify = Callable[[MediaEvent], Awaitable[None]]
 ClosedCallback = Callable[[str], Awaitable[None] | None]
 PublicationListener = Callable[[PublishedTrack, bool], None]
+MIN_RESTART_INTERVAL_S = 1.0  # each restart builds a peer connection: bound how often
 CLOSE_REASONS = ("left", "ice_failed", "connection_lost", "connect_timeout", "room_closed")
 _PARTICIPANT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+QUALITY_RELAY_INTERVAL_S = 1.0  # network-quality reports relayed at most this often each
 
 
-class ParticipantState(enum.Enum):
+class MediaState(enum.Enum):
     JOINING = "joining"  # waiting for the browser's offer
     CONNECTING = "connecting"  # answered, ICE/DTLS not connected yet
     CONNECTED = "connected"
@@ -77,7 +97,7 @@ class CallParticipant:
 
     def __init__(self, room: SfuRoom, participant_id: str, notify: Notify) -> None:
         self.participant_id = participant_id
-        self.state = ParticipantState.JOINING
+        self.state = MediaState.JOINING
         self.on_closed: ClosedCallback | None = None
         self._room = room
         self._notify = notify
@@ -86,19 +106,45 @@ class CallParticipant:
         self._track_counter = 0
         self._connected = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
-        self.peer = MediaPeer(
-            participant_id, room.ice, clock=room.clock, on_track=self._on_track,
-            on_connection_state=self._on_connection_state, send=self.notify,
+        self._generation = 0  # of the peer connection: a replaced one's events are ignored
+        self._restarted_at: float | None = None
+        self._quality_at = -QUALITY_RELAY_INTERVAL_S
+        self._downlink = room.bandwidth.new_downlink()  # one per participant, across its peers
+        self.reconnection = Reconnection(self, room.clock, room.ice.reconnect_grace_s)
+        self.peer = self._new_peer()
+        self._spawn(self._connect_deadline(0), "connect-deadline")
+        self._spawn(self.reconnection.watch(), "watch")
+
+    def _new_peer(self) -> MediaPeer:
+        generation = self._generation
+        return MediaPeer(
+            self.participant_id, self._room.ice, clock=self._room.clock, on_track=self._on_track,
+            on_connection_state=lambda state: self._on_connection_state(generation, state),
+            send=self.notify, downlink=self._downlink,
         )
-        self._spawn(self._connect_deadline(), "connect-deadline")
+
+    # -- what Reconnection needs (reconnection.Member) --------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        return self.state is MediaState.CONNECTED
+
+    def unmuted_tracks(self) -> list[WatchedTrack]:
+        return [t for t in self._published.values() if not t.muted]
+
+    def tell_others(self, event: MediaEvent) -> None:
+        self._room.broadcast(self, event)
+
+    def give_up(self) -> None:
+        self._spawn(self._close("connection_lost"), "grace-over")
 
     @property
     def published(self) -> Mapping[str, PublishedTrack]:
         return dict(self._published)
 
-    def track_infos(self) -> list[TrackInfo]:
-        return [TrackInfo(self.participant_id, t.track_id, label, t.muted)
-                for label, t in self._published.items()]
+    def track_infos(self) -> tuple[TrackInfo, ...]:
+        return tuple(TrackInfo(self.participant_id, t.track_id, label, t.muted)
+                     for label, t in self._published.items())
 
     def _spawn(self, coro: Awaitable[None], what: str) -> None:
         task = asyncio.ensure_future(coro)
@@ -106,25 +152,35 @@ class CallParticipant:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def notify(self, message: Mapping[str, Any]) -> None:
-        if self.state is ParticipantState.CLOSED:
+    def spawn_notify(self, event: MediaEvent) -> None:
+        self._spawn(self.notify(event), "notify")
+
+    async def notify(self, event: MediaEvent) -> None:
+        if self.state is MediaState.CLOSED:
             return
         try:
-            await self._notify(message)
+            await self._notify(event)
         except Exception:
             log.warning("sfu notify failed for participant %s (%s)",
-                        self.participant_id, message.get("type"))
+                        self.participant_id, type(event).__name__)
 
     # -- client messages ----------------------------------------------------------------
 
     async def handle(self, message: MediaMessage) -> None:
         """Apply one parsed client message. Raises InvalidInput/Conflict on bad input."""
-        if self.state is ParticipantState.CLOSED:
+        if self.state is MediaState.CLOSED:
             raise Conflict("This participant has left the call.", code="participant_closed")
         if isinstance(message, OfferMessage):
+            if message.restart and self.peer.negotiation is not Negotiation.AWAITING_OFFER:
+                now = self._room.clock.monotonic()
+                if self._restarted_at is not None and now - self._restarted_at < MIN_RESTART_INTERVAL_S:
+                    raise Conflict("A new connection was made a moment ago; wait a little.",
+                                   code="restart_too_soon")
+                self._restarted_at = now
+                await self._restart_peer()
             answer = await self.peer.accept_offer(message.sdp)
-            self.state = ParticipantState.CONNECTING
-            await self.notify(answer_message(answer))
+            self.state = MediaState.CONNECTING
+            await self.notify(ServerAnswer(answer))
             for other in self._room.others(self):
                 for track in other._published.values():
                     self.peer.subscribe(track)
@@ -141,6 +197,16 @@ class CallParticipant:
                 self.peer.schedule_negotiation()
         elif isinstance(message, MuteMessage):
             self._set_muted(message.kind, message.muted)
+        elif isinstance(message, ReceiveVideoMessage):
+            if self.peer.downlink.manual != (not message.enabled):
+                self.peer.downlink.set_manual(not message.enabled)
+                self._room.bandwidth.manual_changed(self)
+        elif isinstance(message, NetworkQualityMessage):
+            now = self._room.clock.monotonic()
+            if now - self._quality_at >= QUALITY_RELAY_INTERVAL_S:
+                self._quality_at = now
+                self._room.broadcast(self, NetworkQuality(self.participant_id, message.loss_pct,
+                                                          message.rtt_ms, message.kbps_in))
         elif isinstance(message, LeaveMessage):
             await self.leave()
 
@@ -151,24 +217,39 @@ class CallParticipant:
         track = self._published.get(label)
         if track is not None:
             track.set_muted(muted)
-        self._room.broadcast(self, mute_state_message(self.participant_id, label, muted))
+        self._room.broadcast(self, MuteState(self.participant_id, label, muted))
 
     # -- media events -------------------------------------------------------------------
 
     def _on_track(self, label: str, track: MediaStreamTrack, receiver: RTCRtpReceiver) -> None:
-        if self.state is ParticipantState.CLOSED:
+        if self.state is MediaState.CLOSED:
             return
-        if label in self._published:
-            self._unpublish(label)
+        replaced = self._published.get(label)
         self._track_counter += 1
         published = PublishedTrack(
             publisher_id=self.participant_id, track_id=f"{self.participant_id}-{label}-{self._track_counter}",
-            label=label, source=track, request_pli=make_pli_requester(receiver),
+            label=label, source=track, request_pli=make_pli_requester(receiver), taps=self._room,
+            clock=self._room.clock if self._room.ice.media_path == "packet" else None,
         )
+        aiortc_hook.no_receive_after_close(receiver)
+        if published.packet_path:
+            on_rtp = published.on_rtp
+            if published.kind == "video":
+                on_rtp = GapWatch(self._room.clock, on_rtp,
+                                  lambda: self._room.resume_after_gap(self, published))
+            aiortc_hook.take_rtp_packets(receiver, on_rtp)
+            aiortc_hook.deliver_rtp_synchronously(receiver.transport)
+            if published.kind == "video":  # its REMB: min(the server's estimate, its subscribers')
+                published.estimate = aiortc_feedback.cap_receiver_estimate(
+                    receiver, lambda: published.subscriber_cap)
         published.set_muted(self._muted.get(label, False))
         self._published[label] = published
         published.start()
-        self._room.publish(self, published)
+        if replaced is None:
+            self._room.publish(self, published)
+        else:  # a new peer connection's track takes the old one's place in every subscriber
+            self._room.republish(self, replaced, published)
+            self._spawn(replaced.close(), f"replaced-{label}")
 
     def _unpublish(self, label: str) -> None:
         track = self._published.pop(label, None)
@@ -176,24 +257,57 @@ class CallParticipant:
             self._room.unpublish(self, track)
             self._spawn(track.close(), f"unpublish-{label}")
 
-    def _on_connection_state(self, state: str) -> None:
-        if state == "connected" and self.state is ParticipantState.CONNECTING:
-            self.state = ParticipantState.CONNECTED
+    def _on_connection_state(self, generation: int, state: str) -> None:
+        if generation != self._generation:
+            return  # a replaced peer connection closing
+        if state == "connected" and self.state is MediaState.CONNECTING:
+            self.state = MediaState.CONNECTED
             self._connected.set()
-        elif state in ("failed", "closed") and self.state is not ParticipantState.CLOSED:
+            self.reconnection.connected()
+        elif state in ("failed", "closed") and self.state is not MediaState.CLOSED:
             # "failed": ICE/DTLS failure; "closed": aiortc closes the connection itself when
             # consent freshness expires (aioice) or the peer sent a DTLS close.
             reason = "ice_failed" if state == "failed" else "connection_lost"
             log.info("sfu participant %s: connection %s, removing", self.participant_id, state)
             self._spawn(self._close(reason), "connection-lost")
 
-    async def _connect_deadline(self) -> None:
+    async def _connect_deadline(self, generation: int) -> None:
         try:
             await asyncio.wait_for(self._connected.wait(), self._room.ice.connect_timeout_s)
         except TimeoutError:
-            if self.state is not ParticipantState.CLOSED:
+            if self.state is not MediaState.CLOSED and generation == self._generation:
                 log.info("sfu participant %s: not connected in time, removing", self.participant_id)
                 await self._close("connect_timeout")
+
+    # -- reconnection (docs/sfu.md "Reconnection") -----------------------------------------
+
+    async def _restart_peer(self) -> None:
+        """A new browser peer connection: drop the old one, negotiate the new one from its offer."""
+        old = self.peer
+        self._generation += 1
+        self._connected = asyncio.Event()
+        self.state = MediaState.JOINING
+        self.peer = self._new_peer()
+        self._spawn(self._connect_deadline(self._generation), "connect-deadline")
+        self.reconnection.restarted()
+        await old.close()
+
+    def suspend(self) -> None:
+        """Its socket is gone without a goodbye: hold its place (idempotent)."""
+        if self.state is not MediaState.CLOSED and self.reconnection.suspend():
+            self._notify = _nowhere
+
+    async def resume(self, notify: Notify) -> None:
+        """Its new connection: tell it what it missed (who is here, muted, reconnecting; a
+        server offer it never answered)."""
+        self._notify = notify
+        self.reconnection.resume()
+        await self.notify(MediaResumed(True))
+        await self._room.tell_present(self)
+        offer = self.peer.pending_offer()
+        if offer is not None:
+            await self.notify(offer)
+        self.reconnection.check()
 
     # -- leaving --------------------------------------------------------------------------
 
@@ -202,9 +316,9 @@ class CallParticipant:
         await self._close("left")
 
     async def _close(self, reason: str) -> None:
-        if self.state is ParticipantState.CLOSED:
+        if self.state is MediaState.CLOSED:
             return
-        self.state = ParticipantState.CLOSED
+        self.state = MediaState.CLOSED
         tracks = list(self._published.values())
         self._published.clear()
         self._room.remove(self, tracks)
@@ -234,8 +348,9 @@ class SfuRoom:
     def __init__(self, room_id: str, ice: IceSettings, *, clock: Clock, max_participants: int = 4) -> None:
         if not 2 <= max_participants <= 8:
             raise ValueError("max_participants must be between 2 and 8")
-        aiortc_hook.install()
-        aiortc_hook.restrict_host_addresses(ice.host_addresses)
+        if not media_runtime_ready():
+            raise RuntimeError("server.sfu.runtime.setup_media_runtime() must run once at "
+                               "start-up before a room opens")
         self.room_id = room_id
         self.ice = ice
         self.clock = clock
@@ -243,6 +358,8 @@ class SfuRoom:
         self._participants: dict[str, CallParticipant] = {}
         self._listeners: list[PublicationListener] = []
         self._closed = False
+        self.frame_tap: FrameTap | None = None  # tests/diagnostics only (forwarder.py)
+        self.bandwidth = BandwidthControl(self, clock)
 
     def participants(self) -> list[CallParticipant]:
         return list(self._participants.values())
@@ -260,26 +377,52 @@ class SfuRoom:
         with contextlib.suppress(ValueError):
             self._listeners.remove(listener)
 
-    async def join(self, participant_id: str, notify: Notify) -> CallParticipant:
+    async def join(self, participant_id: str, notify: Notify, *, resume: bool = False) -> CallParticipant:
+        held = self._participants.get(participant_id)
+        if held is not None and held.reconnection.suspended and not self._closed:
+            if resume:
+                await held.resume(notify)
+                return held
+            await held._close("left")  # a fresh join (a reloaded page) gives up the held place
         if self._closed:
+            metrics.JOIN_FAILURES.labels(stage="call", reason="room_closed").inc()
             raise Conflict("This call has ended.", code="room_closed")
         if not _PARTICIPANT_ID.match(participant_id):
+            metrics.JOIN_FAILURES.labels(stage="call", reason="invalid_participant_id").inc()
             raise InvalidInput("Invalid participant id.", code="invalid_participant_id")
         if participant_id in self._participants:
+            metrics.JOIN_FAILURES.labels(stage="call", reason="already_joined").inc()
             raise Conflict("This participant is already in the call.", code="already_joined")
         if len(self._participants) >= self.max_participants:
+            metrics.JOIN_FAILURES.labels(stage="call", reason="room_full").inc()
             raise Conflict("The call is full.", code="room_full")
         participant = CallParticipant(self, participant_id, notify)
-        existing = self.participants()
+        if self.ice.media_path == "packet":
+            self.bandwidth.start()
         self._participants[participant_id] = participant
-        for other in existing:
-            await participant.notify(participant_joined_message(other.participant_id, other.track_infos()))
-        self.broadcast(participant, participant_joined_message(participant_id, []))
+        metrics.call_joined(len(self._participants))
+        if resume:
+            await participant.notify(MediaResumed(False))
+        await self.tell_present(participant)
+        self.broadcast(participant, ParticipantJoined(participant_id, ()))
         return participant
 
-    def broadcast(self, sender: CallParticipant, message: Mapping[str, Any]) -> None:
+    async def tell_present(self, participant: CallParticipant) -> None:
+        """Who else is in the call, with their tracks, and who of them is reconnecting."""
+        for other in self.others(participant):
+            await participant.notify(ParticipantJoined(other.participant_id, other.track_infos()))
+            if other.reconnection.reconnecting:
+                await participant.notify(ParticipantAway(other.participant_id, True))
+
+    async def drop(self, participant_id: str) -> None:
+        """Take a participant out for good (removed, left, denied): also a place held for it."""
+        participant = self._participants.get(participant_id)
+        if participant is not None:
+            await participant.leave()
+
+    def broadcast(self, sender: CallParticipant, event: MediaEvent) -> None:
         for other in self.others(sender):
-            other._spawn(other.notify(message), "notify")
+            other._spawn(other.notify(event), "notify")
 
     def _listeners_call(self, track: PublishedTrack, published: bool) -> None:
         for listener in tuple(self._listeners):
@@ -293,13 +436,27 @@ class SfuRoom:
         for other in self.others(publisher):
             if other.peer.negotiation is not Negotiation.AWAITING_OFFER:
                 other.peer.subscribe(track)
-            other._spawn(other.notify(track_published_message(info)), "notify")
+            other._spawn(other.notify(TrackPublished(info)), "notify")
         self._listeners_call(track, True)
+
+    def republish(self, publisher: CallParticipant, old: PublishedTrack, new: PublishedTrack) -> None:
+        """`new` (from a new peer connection) takes `old`'s place in every subscriber."""
+        for other in self.others(publisher):
+            other.peer.replace_source(old, new)
+        self._listeners_call(old, False)
+        self._listeners_call(new, True)
+
+    def resume_after_gap(self, publisher: CallParticipant, track: PublishedTrack) -> None:
+        """`track`'s packets resume after a lossy gap (liveness.GapWatch): its subscribers wait
+        for the next keyframe, asked for now."""
+        for other in self.others(publisher):
+            other.peer.resync_source(track)
+        track.request_keyframe()
 
     def unpublish(self, publisher: CallParticipant, track: PublishedTrack) -> None:
         for other in self.others(publisher):
             other.peer.unsubscribe(track)
-            other._spawn(other.notify(track_unpublished_message(
+            other._spawn(other.notify(TrackUnpublished(
                 publisher.participant_id, track.track_id, track.label)), "notify")
         self._listeners_call(track, False)
 
@@ -307,12 +464,13 @@ class SfuRoom:
         if self._participants.get(participant.participant_id) is not participant:
             return
         del self._participants[participant.participant_id]
+        metrics.call_left(len(self._participants))
         for track in tracks:
             for other in self._participants.values():
                 other.peer.unsubscribe(track)
             self._listeners_call(track, False)
-        self.broadcast(participant, participant_left_message(
-            participant.participant_id, [t.track_id for t in tracks]))
+        self.broadcast(participant, ParticipantLeft(
+            participant.participant_id, tuple(t.track_id for t in tracks)))
 
     async def close(self) -> None:
         """Close every participant's peer connection (idempotent)."""
@@ -321,3 +479,8 @@ class SfuRoom:
         self._closed = True
         for participant in self.participants():
             await participant._close("room_closed")
+        await self.bandwidth.close()
+
+
+async def _nowhere(event: MediaEvent) -> None:
+    """Where a suspended participant's events go: its socket is gone."""

@@ -1,6 +1,8 @@
-"""The WebSocket envelope (protocol v1): text JSON objects `{"v": 1, "type": ..., ...}` of at
-most 64 KiB, parsed at the boundary into frozen dataclasses. Bad input raises EnvelopeError
-with a stable code; the connection answers with an `error` message and stays up."""
+"""The WebSocket envelope (protocol v1) and the lobby/control messages: the one home of their
+wire format. Text JSON objects `{"v": 1, "type": ..., ...}` of at most 64 KiB, parsed at the
+boundary into frozen dataclasses. Bad input raises EnvelopeError with a stable code; the
+connection answers with an `error` message and stays up. Media messages: media.py; recording
+messages: recording_messages.py (both use `server_message`)."""
 
 from __future__ import annotations
 
@@ -24,6 +26,8 @@ class EnvelopeError(Exception):
 @dataclass(frozen=True)
 class Hello:
     room_token: str | None
+    e2ee: bool = False  # this client can encrypt frames (docs/e2ee.md)
+    resume: bool = False  # back after a network change: keep my place in the call if held
 
 
 @dataclass(frozen=True)
@@ -88,7 +92,7 @@ def parse_client_message(text: str, media_types: frozenset[str]) -> ClientMessag
         token = obj.get("room_token")
         if token is not None and (not isinstance(token, str) or len(token) > 512):
             raise EnvelopeError("invalid_field", "room_token must be a string.")
-        return Hello(room_token=token)
+        return Hello(room_token=token, e2ee=obj.get("e2ee") is True, resume=obj.get("resume") is True)
     if kind in LOBBY_ACTIONS:
         return LobbyAction(action=kind, participant_id=_participant_id(obj))
     if kind == "end":
@@ -100,9 +104,34 @@ def parse_client_message(text: str, media_types: frozenset[str]) -> ClientMessag
     raise EnvelopeError("unknown_type", "Unknown message type.")
 
 
-def server_message(kind: str, **fields: Any) -> dict[str, Any]:
-    return {"v": PROTOCOL_VERSION, "type": kind, **fields}
+def server_message(message_type: str, /, **fields: Any) -> dict[str, Any]:
+    return {"v": PROTOCOL_VERSION, "type": message_type, **fields}
 
 
 def error_message(code: str, message: str) -> dict[str, Any]:
     return server_message("error", code=code, message=message)
+
+
+def welcome_message(participant_id: str, role: str, state: str, ice_servers: list[dict[str, Any]],
+                    participants: list[dict[str, str]], e2ee: Mapping[str, str] | None = None,
+                    ice_transport_policy: str = "all") -> dict[str, Any]:
+    """`e2ee`: {"policy", "mode"} (docs/e2ee.md "Policy and mode"); absent when None.
+    `ice_transport_policy`: the browsers' iceTransportPolicy ("relay": TURN only)."""
+    extra: dict[str, Any] = {} if e2ee is None else {"e2ee": dict(e2ee)}
+    return server_message("welcome", participant_id=participant_id, role=role, state=state,
+                          ice_servers=ice_servers, ice_transport_policy=ice_transport_policy,
+                          participants=participants, **extra)
+
+
+def lobby_message(waiting: list[dict[str, Any]]) -> dict[str, Any]:
+    """To the host: who waits to be admitted."""
+    return server_message("lobby", waiting=waiting)
+
+
+def participant_joined_message(participant_id: str, display_name: str, role: str) -> dict[str, Any]:
+    return server_message("participant-joined", participant_id=participant_id,
+                          display_name=display_name, role=role)
+
+
+def participant_left_message(participant_id: str) -> dict[str, Any]:
+    return server_message("participant-left", participant_id=participant_id)

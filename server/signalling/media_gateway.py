@@ -1,7 +1,12 @@
 """The seam between signalling and the SFU: one media room per open consultation.
 
-`SfuMediaGateway` keeps one server.sfu.room.SfuRoom per consultation on this node; tests and
+`SfuMediaGateway` keeps one server.sfu.room.SfuRoom per consultation on this node, parses what
+the client sends and turns what the SFU tells into JSON (server/signalling/media.py); tests and
 nodes without media can use `NullMediaGateway` (media messages are then refused).
+
+A session whose socket went away without a goodbye is `suspend()`ed: the SFU holds its place
+and a join with `resume=True` from the participant's next connection takes it back (docs/sfu.md
+"Reconnection"); `drop()` takes a participant out for good (removed, denied, left).
 """
 
 from __future__ import annotations
@@ -13,8 +18,9 @@ from typing import Any, Protocol
 from ..clock import Clock
 from ..errors import Conflict
 from ..sfu.ice import IceSettings
+from ..sfu.messages import MediaEvent
 from ..sfu.room import CallParticipant, SfuRoom
-from .media import parse_media_message
+from .media import media_event_message, parse_media_message
 
 log = logging.getLogger("teleconsult.media")
 
@@ -30,14 +36,22 @@ class MediaSession(Protocol):
         """Idempotent."""
         ...
 
+    def suspend(self, gone: Callable[[], Awaitable[None]] | None = None) -> None:
+        """The socket is gone: hold the place for the participant's next connection; `gone()`
+        is awaited if the place is given up instead (the grace ran out, or it was dropped)."""
+        ...
+
 
 class MediaGateway(Protocol):
     # True when the media layer itself tells others who joined/left the call.
     announces_presence: bool
 
     async def join(
-        self, consultation_id: str, participant_id: str, max_participants: int, notify: Notify
+        self, consultation_id: str, participant_id: str, max_participants: int, notify: Notify,
+        *, resume: bool = False,
     ) -> MediaSession | None: ...
+
+    async def drop(self, consultation_id: str, participant_id: str) -> None: ...
 
     async def close_room(self, consultation_id: str) -> None: ...
 
@@ -48,8 +62,12 @@ class NullMediaGateway:
     announces_presence = False
 
     async def join(
-        self, consultation_id: str, participant_id: str, max_participants: int, notify: Notify
+        self, consultation_id: str, participant_id: str, max_participants: int, notify: Notify,
+        *, resume: bool = False,
     ) -> MediaSession | None:
+        return None
+
+    async def drop(self, consultation_id: str, participant_id: str) -> None:
         return None
 
     async def close_room(self, consultation_id: str) -> None:
@@ -69,6 +87,11 @@ class _SfuSession:
     async def leave(self) -> None:
         await self._participant.leave()
 
+    def suspend(self, gone: Callable[[], Awaitable[None]] | None = None) -> None:
+        if gone is not None:
+            self._participant.on_closed = lambda _reason: gone()
+        self._participant.suspend()
+
 
 class SfuMediaGateway:
     announces_presence = True
@@ -84,7 +107,8 @@ class SfuMediaGateway:
         return dict(self._rooms)
 
     async def join(
-        self, consultation_id: str, participant_id: str, max_participants: int, notify: Notify
+        self, consultation_id: str, participant_id: str, max_participants: int, notify: Notify,
+        *, resume: bool = False,
     ) -> MediaSession | None:
         if self._closed:
             raise Conflict("The server is shutting down.", code="room_closed")
@@ -92,7 +116,16 @@ class SfuMediaGateway:
         if room is None:
             room = SfuRoom(consultation_id, self._ice, clock=self._clock, max_participants=max_participants)
             self._rooms[consultation_id] = room
-        return _SfuSession(await room.join(participant_id, notify))
+
+        async def tell(event: MediaEvent) -> None:
+            await notify(media_event_message(event))
+
+        return _SfuSession(await room.join(participant_id, tell, resume=resume))
+
+    async def drop(self, consultation_id: str, participant_id: str) -> None:
+        room = self._rooms.get(consultation_id)
+        if room is not None:
+            await room.drop(participant_id)
 
     async def close_room(self, consultation_id: str) -> None:
         room = self._rooms.pop(consultation_id, None)

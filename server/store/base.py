@@ -7,6 +7,8 @@ live in layer 3 on top of them, so a new feature needs no change in either backe
 - tokens: one-time items by (kind, key), consumed atomically (exactly one consumer wins), and
   `claim`, an atomic "first one wins" marker (TOTP replay, idempotency);
 - counters: integers with a window (rate limits);
+- seats: bounded groups of members (a consultation's seats), taken atomically: of N concurrent
+  takers of the last free seat exactly one wins;
 - audit: an append-only, hash-chained log whose append is atomic with respect to the chain head.
 
 Expiry is enforced by the backend in real time (Redis TTL; SQLite compares to its own clock).
@@ -95,6 +97,19 @@ class CounterStore(Protocol):
     async def reset_count(self, key: str) -> None: ...
 
 
+class SeatStore(Protocol):
+    async def take_seat(self, kind: str, group: str, member: str, limit: int, ttl_s: float) -> bool:
+        """Atomically: if `member` holds a seat of `group`, keep it (renew its expiry) → True;
+        else if fewer than `limit` live seats are taken, take one → True; else False."""
+        ...
+
+    async def release_seat(self, kind: str, group: str, member: str) -> bool:
+        """Free the member's seat; True when it held one."""
+        ...
+
+    async def seat_holders(self, kind: str, group: str) -> set[str]: ...
+
+
 class AuditStore(Protocol):
     async def append_audit(self, build: AuditBuilder) -> AuditRecord:
         """Append atomically: no two records ever share a seq or a prev_hash."""
@@ -105,7 +120,7 @@ class AuditStore(Protocol):
         ...
 
 
-class Store(DocumentStore, TokenStore, CounterStore, AuditStore, Protocol):
+class Store(DocumentStore, TokenStore, CounterStore, SeatStore, AuditStore, Protocol):
     async def ping(self) -> None:
         """Raise server.errors.Unavailable when the backend does not answer."""
         ...

@@ -90,3 +90,12 @@ def check_audit_record(record: AuditRecord, head_seq: int, head_hash: str) -> No
         raise ValueError("audit record hash must be 64 lowercase hex digits")
     if not isinstance(record.body, str) or not record.body:
         raise ValueError("audit record body must be a non-empty string")
+
+
+def check_seat(kind: str, group: str, member: str, limit: int, ttl_s: float) -> None:
+    check_kind(kind)
+    check_id(group)
+    check_id(member)
+    check_ttl(ttl_s)
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+        raise ValueError("limit must be a non-negative whole number")

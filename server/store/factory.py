@@ -9,15 +9,17 @@ from ..errors import ConfigError, Unavailable
 from .base import Store
 from .redis import RedisStore, describe_redis_url
 from .sqlite import SQLiteStore
+from .timed import TimedStore
 
 
 async def open_store(settings: Settings) -> Store:
     """Open the configured store. Raises ConfigError (one line, no password) when Redis is
-    configured but does not answer, or when the SQLite database cannot be opened."""
+    configured but does not answer, or when the SQLite database cannot be opened. The store is
+    wrapped in a TimedStore (latency metrics)."""
     if settings.redis_url:
         url = settings.redis_url.get()
         try:
-            return await RedisStore.open(url, settings.redis_prefix)
+            return TimedStore(await RedisStore.open(url, settings.redis_prefix))
         except Unavailable:
             raise ConfigError(
                 f"TELECONSULT_REDIS_URL: cannot connect to Redis at {describe_redis_url(url)}"
@@ -25,7 +27,7 @@ async def open_store(settings: Settings) -> Store:
     path = settings.sqlite_path
     try:
         settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        return await SQLiteStore.open(path)
+        return TimedStore(await SQLiteStore.open(path))
     except (OSError, sqlite3.Error) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise ConfigError(f"TELECONSULT_DATA_DIR: cannot open the database {path}: {reason}") from None

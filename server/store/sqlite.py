@@ -27,6 +27,7 @@ from .checks import (
     check_audit_record,
     check_id,
     check_kind,
+    check_seat,
     check_ttl,
     checked_document,
     dump_json,
@@ -60,6 +61,11 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         """CREATE TABLE audit (
             seq INTEGER PRIMARY KEY, prev_hash TEXT NOT NULL, body TEXT NOT NULL,
             hash TEXT NOT NULL)""",
+    ),
+    (
+        """CREATE TABLE seats (
+            kind TEXT NOT NULL, grp TEXT NOT NULL, member TEXT NOT NULL, expires_at REAL NOT NULL,
+            PRIMARY KEY (kind, grp, member))""",
     ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -140,16 +146,9 @@ class SQLiteStore:
 
     async def get_doc(self, kind: str, doc_id: str) -> JSONDict | None:
         check_kind(kind)
-        def read(c: sqlite3.Connection) -> str | None:
-            row = c.execute(
-                "SELECT body FROM documents WHERE kind=? AND id=? "
-                "AND (expires_at IS NULL OR expires_at > ?)",
-                (kind, doc_id, time.time()),
-            ).fetchone()
-            return None if row is None else str(row[0])
-
-        body = await self._run(read)
-        return None if body is None else load_json(body)
+        return await self._json_at(
+            "SELECT body FROM documents WHERE kind=? AND id=? AND (expires_at IS NULL OR expires_at > ?)",
+            lambda: (kind, doc_id, time.time()))
 
     async def delete_doc(self, kind: str, doc_id: str) -> bool:
         check_kind(kind)
@@ -215,11 +214,13 @@ class SQLiteStore:
 
     async def peek_token(self, kind: str, key: str) -> JSONDict | None:
         check_kind(kind)
+        return await self._json_at("SELECT payload FROM tokens WHERE kind=? AND key=? AND expires_at > ?",
+                                   lambda: (kind, key, time.time()))
+
+    async def _json_at(self, sql: str, args: Callable[[], tuple[Any, ...]]) -> JSONDict | None:
+        """The JSON text in the first column of the row `sql` selects (args taken when it runs), or None."""
         def read(c: sqlite3.Connection) -> str | None:
-            row = c.execute(
-                "SELECT payload FROM tokens WHERE kind=? AND key=? AND expires_at > ?",
-                (kind, key, time.time()),
-            ).fetchone()
+            row = c.execute(sql, args()).fetchone()
             return None if row is None else str(row[0])
 
         body = await self._run(read)
@@ -271,6 +272,46 @@ class SQLiteStore:
             return True
 
         return await self._write(write)
+
+    # -- seats ----------------------------------------------------------------------------------
+
+    async def take_seat(self, kind: str, group: str, member: str, limit: int, ttl_s: float) -> bool:
+        check_seat(kind, group, member, limit, ttl_s)
+
+        def write(c: sqlite3.Connection) -> bool:  # one BEGIN IMMEDIATE: count and insert together
+            now = time.time()
+            c.execute("DELETE FROM seats WHERE kind=? AND grp=? AND expires_at <= ?", (kind, group, now))
+            held = c.execute(
+                "SELECT 1 FROM seats WHERE kind=? AND grp=? AND member=?", (kind, group, member)
+            ).fetchone()
+            if held is None:
+                (taken,) = c.execute(
+                    "SELECT COUNT(*) FROM seats WHERE kind=? AND grp=?", (kind, group)
+                ).fetchone()
+                if int(taken) >= limit:
+                    return False
+            c.execute(
+                "INSERT OR REPLACE INTO seats (kind, grp, member, expires_at) VALUES (?,?,?,?)",
+                (kind, group, member, now + ttl_s),
+            )
+            self._maybe_purge(c, now)
+            return True
+
+        return await self._write(write)
+
+    async def release_seat(self, kind: str, group: str, member: str) -> bool:
+        check_seat(kind, group, member, 1, 1.0)
+        return await self._write(lambda c: c.execute(
+            "DELETE FROM seats WHERE kind=? AND grp=? AND member=?", (kind, group, member)
+        ).rowcount > 0)
+
+    async def seat_holders(self, kind: str, group: str) -> set[str]:
+        check_kind(kind)
+        check_id(group)
+        rows = await self._run(lambda c: c.execute(
+            "SELECT member FROM seats WHERE kind=? AND grp=? AND expires_at > ?", (kind, group, time.time())
+        ).fetchall())
+        return {str(r[0]) for r in rows}
 
     # -- counters -------------------------------------------------------------------------------
 
@@ -365,7 +406,7 @@ class SQLiteStore:
             (now,),
         ).rowcount
         n += c.execute("DELETE FROM documents WHERE expires_at <= ?", (now,)).rowcount
-        for table in ("tokens", "claims", "counters"):
+        for table in ("tokens", "claims", "counters", "seats"):
             n += c.execute(f"DELETE FROM {table} WHERE expires_at <= ?", (now,)).rowcount  # noqa: S608
         return n
 

@@ -1,25 +1,34 @@
 // A participant's connection to a consultation: the WebSocket, the RTCPeerConnection, the
-// participants and their tracks, and reconnection. UI-free: pages listen to its events.
+// participants and their tracks, and reconnection (when: reconnect.js). UI-free: pages listen
+// to its events. Participants carry `reconnecting` while the server says their media is away.
 //
 // events: 'state' (detail: state), 'participants', 'track' ({participantId, label, track, stream}),
-//         'lobby' (message), 'notice' ({key, vars}), 'message' (any other server message).
+//         'lobby' (message), 'notice' ({key, vars}), 'message' (any other server message),
+//         'e2ee' (status of end-to-end encryption, see e2ee/call-e2ee.js).
 // states: 'connecting' | 'waiting' | 'in-call' | 'reconnecting' | 'ended' | 'denied' | 'removed'
-//         | 'left' | 'replaced'
+//         | 'left' | 'replaced' | 'e2ee-unsupported' | 'e2ee-downgraded' | 'e2ee-refused'
 
 import { Peer } from './peer.js';
+import { Reconnector } from './reconnect.js';
 import { CLOSE, Signalling } from './signalling.js';
+import { CallE2ee } from '../e2ee/call-e2ee.js';
 
-const FINAL = new Set(['ended', 'denied', 'removed', 'left', 'replaced']);
+const FINAL = new Set(['ended', 'denied', 'removed', 'moved', 'left', 'replaced', 'e2ee-unsupported', 'e2ee-downgraded', 'e2ee-refused']);
 const LOBBY_TYPES = new Set(['lobby']);
 const MAX_BACKOFF_MS = 8000;
 const WARM_PEER_MAX_AGE_MS = 120000;
-const DISCONNECTED_GRACE_MS = 4000;
+const RESUME_WAIT_MS = 5000; // for `media-resumed` after a hello with resume
+const OPEN_TIMEOUT_MS = 8000; // for the welcome on a new socket
 
 export class CallSession extends EventTarget {
   // getRoomToken: async () => token (staff) or null (participant cookie).
-  constructor({ consultationId, getRoomToken = null, localMedia }) {
+  // e2ee: {secret, linkPolicy} from a patient link's fragment (docs/e2ee.md), or {} for the host.
+  constructor({ consultationId, getRoomToken = null, localMedia, e2ee = {} }) {
     super();
     this.consultationId = consultationId;
+    this.e2ee = new CallE2ee({ consultationId, ...e2ee, send: (type, fields) => this.send(type, fields) });
+    this.e2ee.addEventListener('change', (e) => this.emit('e2ee', e.detail));
+    this.e2ee.addEventListener('final', (e) => this.finish(e.detail.state));
     this.getRoomToken = getRoomToken;
     this.local = localMedia; // {stream, audioTrack, videoTrack}
     this.state = 'connecting';
@@ -34,13 +43,17 @@ export class CallSession extends EventTarget {
     this.cameraOff = false;
     this.screenTrack = null;
     this.screenStream = null;
-    this.backoff = 500;
+    this.backoff = 0;
     this.retryTimer = 0;
-    this.disconnectTimer = 0;
     this.wantMedia = true;
+    this.joined = false; // media started once: a new socket asks to resume
+    this.resuming = false;
+    this.resumeTimer = 0;
+    this.net = new Reconnector(this);
   }
 
   get pc() { return this.peer ? this.peer.pc : null; }
+  get finished() { return FINAL.has(this.state); }
   get isHost() { return this.role === 'host' || this.role === 'doctor'; }
 
   setState(state) {
@@ -61,30 +74,42 @@ export class CallSession extends EventTarget {
     let welcome;
     try {
       const token = this.getRoomToken ? await this.getRoomToken() : null;
-      welcome = await signalling.open(token);
+      welcome = await signalling.open(token, { ...this.e2ee.helloFields(), ...(this.resuming ? { resume: true } : {}) }, OPEN_TIMEOUT_MS);
     } catch (err) {
       if (this.signalling === signalling) this.handleFailure(err.closeCode, err.code);
       return;
     }
-    this.backoff = 500;
+    this.backoff = 0;
+    this.net.watchSocket();
     this.selfId = welcome.participant_id;
     this.role = welcome.role;
     this.iceServers = welcome.ice_servers || [];
+    this.iceTransportPolicy = welcome.ice_transport_policy === 'relay' ? 'relay' : 'all';
+    const refusal = this.e2ee.onWelcome(welcome);
+    if (refusal) { this.finish(refusal); return; }
     this.participants.clear();
     for (const p of welcome.participants || []) this.upsertParticipant(p);
     this.emit('participants');
     const wasReconnecting = this.state === 'reconnecting';
-    if (welcome.state === 'admitted') {
+    if (welcome.state === 'admitted' && this.resuming) {
+      window.clearTimeout(this.resumeTimer); // the server says `media-resumed` (onMessage)
+      this.resumeTimer = window.setTimeout(() => this.onResumed(false), RESUME_WAIT_MS);
+    } else if (welcome.state === 'admitted') {
       await this.startMedia();
       if (wasReconnecting) this.emit('notice', { key: 'live.reconnected' });
     } else {
+      this.resuming = false;
       this.setState('waiting');
       this.warmUp();
     }
   }
 
-  newPeer() {
-    const peer = new Peer(this.iceServers, (type, fields) => this.send(type, fields));
+  // keepFrames: a new peer connection of the same media session (the frame Worker, its keys and
+  // IV counter carry on); else a new media session.
+  newPeer(keepFrames = false) {
+    const frames = keepFrames ? this.e2ee.frames : this.e2ee.newFrames();
+    const peer = new Peer(this.iceServers, (type, fields) => this.send(type, fields),
+      { frames, iceTransportPolicy: this.iceTransportPolicy, configure: (config) => this.e2ee.peerConfig(config) });
     peer.addEventListener('track', (e) => this.onTrack(e.detail));
     peer.addEventListener('state', (e) => this.onPeerState(peer, e.detail));
     return peer;
@@ -124,7 +149,9 @@ export class CallSession extends EventTarget {
       this.peer = this.newPeer();
     }
     const peer = this.peer;
+    this.joined = true;
     this.setState('in-call');
+    this.e2ee.startKeys();
     const { stream, audioTrack } = this.local;
     const videoTrack = this.cameraOff ? null : this.local.videoTrack;
     await peer.start(audioTrack || null, videoTrack || null, stream || null);
@@ -134,10 +161,40 @@ export class CallSession extends EventTarget {
     if (this.screenTrack) this.send('renegotiate', { publish: ['audio', 'video', 'screen'] });
   }
 
+  // The server answered a hello with resume (reconnect.js decides what follows).
+  onResumed(resumed) {
+    window.clearTimeout(this.resumeTimer);
+    if (!this.resuming) return;
+    this.resuming = false;
+    this.net.resumed(resumed);
+  }
+
+  backInCall() {
+    if (this.state !== 'reconnecting') return;
+    this.setState('in-call');
+    this.emit('notice', { key: 'live.reconnected' });
+  }
+
+  restartMedia() { return this.net.restartMedia(); }
+
   send(type, fields) { return this.signalling ? this.signalling.send(type, fields) : false; }
 
   onMessage(msg) {
+    this.net.heard();
+    this.e2ee.onMessage(msg);
     switch (msg.type) {
+      case 'pong': break;
+      case 'media-resumed': this.onResumed(msg.resumed === true); break;
+      case 'participant-reconnecting': case 'participant-reconnected': {
+        const p = this.participants.get(msg.participant_id);
+        const away = msg.type === 'participant-reconnecting';
+        if (p && !!p.reconnecting !== away) {
+          p.reconnecting = away;
+          this.emit('participants');
+          this.emit('notice', { key: away ? 'live.participantReconnecting' : 'live.participantBack', vars: { name: this.nameOf(msg.participant_id) } });
+        }
+        break;
+      }
       case 'offer':
         for (const tr of msg.tracks || []) this.midInfo.set(String(tr.mid), tr);
         if (this.peer) {
@@ -154,6 +211,7 @@ export class CallSession extends EventTarget {
         break;
       case 'denied': this.finish('denied'); break;
       case 'removed': this.finish('removed'); break;
+      case 'moved': this.finish('moved'); break; // the doctor gave this patient a link for another device
       case 'ended': this.finish('ended'); break;
       case 'participant-joined': {
         const known = this.participants.has(msg.participant_id);
@@ -198,6 +256,7 @@ export class CallSession extends EventTarget {
         }
         break;
       }
+      case 'e2ee': case 'e2ee-mode': break;
       default:
         if (LOBBY_TYPES.has(msg.type)) this.emit('lobby', msg);
         else this.emit('message', msg);
@@ -243,9 +302,9 @@ export class CallSession extends EventTarget {
 
   onPeerState(peer, state) {
     if (peer !== this.peer) return;
-    window.clearTimeout(this.disconnectTimer);
-    if (state === 'failed') this.reconnect();
-    else if (state === 'disconnected') this.disconnectTimer = window.setTimeout(() => this.reconnect(), DISCONNECTED_GRACE_MS);
+    if (state === 'connected') this.backInCall();
+    else if (this.joined) this.net.peerState(state);
+    else if (state === 'failed') this.reconnectSocket();
   }
 
   onClose(signalling, { code }) {
@@ -256,25 +315,33 @@ export class CallSession extends EventTarget {
   handleFailure(closeCode, errorCode) {
     if (FINAL.has(this.state)) return;
     if (closeCode === CLOSE.ENDED) { this.finish('ended'); return; }
+    if (errorCode === 'e2ee_required') { this.finish('e2ee-unsupported'); return; }
     if (closeCode === CLOSE.REPLACED) { this.finish('replaced'); return; }
     if (closeCode === CLOSE.UNAUTHENTICATED || closeCode === CLOSE.FORBIDDEN || errorCode === 'forbidden') {
       this.finish('ended');
       return;
     }
-    this.reconnect();
+    this.reconnectSocket();
   }
 
-  reconnect() {
+  // A new socket. Once in the call, the hello asks to resume and the peer connection is kept
+  // until the server answers (media-resumed); before, everything starts afresh.
+  reconnectSocket() {
     if (FINAL.has(this.state)) return;
-    this.setState('reconnecting');
-    this.emit('notice', { key: 'live.reconnecting' });
+    if (this.state !== 'reconnecting') {
+      this.setState('reconnecting');
+      this.emit('notice', { key: 'live.reconnecting' });
+    }
+    this.resuming = this.joined;
+    window.clearTimeout(this.resumeTimer);
+    this.net.pause(); // until the next welcome
     const signalling = this.signalling;
     this.signalling = null;
-    if (signalling) signalling.close();
-    if (this.peer) { this.peer.close(); this.peer = null; }
+    if (signalling) signalling.close(CLOSE.RECONNECTING);
+    if (!this.joined && this.peer) { this.peer.close(); this.peer = null; }
     window.clearTimeout(this.retryTimer);
     this.retryTimer = window.setTimeout(() => this.connect(), this.backoff);
-    this.backoff = Math.min(this.backoff * 2, MAX_BACKOFF_MS);
+    this.backoff = Math.min(Math.max(this.backoff * 2, 500), MAX_BACKOFF_MS);
   }
 
   // -- controls ---------------------------------------------------------------------------
@@ -348,11 +415,13 @@ export class CallSession extends EventTarget {
   finish(state) {
     if (FINAL.has(this.state)) return;
     window.clearTimeout(this.retryTimer);
-    window.clearTimeout(this.disconnectTimer);
+    window.clearTimeout(this.resumeTimer);
+    this.net.close();
     const signalling = this.signalling;
     this.signalling = null;
     if (signalling) signalling.close();
     if (this.peer) { this.peer.close(); this.peer = null; }
+    this.e2ee.close();
     if (this.screenTrack) { this.screenTrack.stop(); this.screenTrack = null; }
     this.setState(state);
   }

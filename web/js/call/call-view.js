@@ -9,10 +9,30 @@ import { onLanguageChange, t } from '../i18n.js';
 import { QualityMonitor } from './quality.js';
 import { acquireMedia, fillDeviceSelect, listDevices, saveDevices, savedDevices } from './local-media.js';
 import { wireRecording } from './recording-wiring.js';
+import { wireE2ee } from '../e2ee/e2ee-view.js';
+import { reportFirstFrames } from './first-frame.js';
+import { confirmAction } from '../confirm.js';
+import { formatElapsed } from './elapsed.js';
+import { ChatPanel } from './chat.js';
+import { AudioMeter } from './audio-meter.js';
+import { wireBandwidth } from './bandwidth.js';
+import { wireAudioOnly } from './audio-only.js';
+import { qualityText, wireNetworkQuality } from './network-quality.js';
 
-function controlButton(id, iconName, shortKey, ariaKey, extraClass = '') {
-  return h('button', { id, type: 'button', class: `control ${extraClass}`.trim(), 'i18n-aria-label': ariaKey },
+
+// `pressed`: a toggle (mic, camera, screen) carries aria-pressed ("true" = muted / off / sharing).
+function controlButton(id, iconName, shortKey, ariaKey, extraClass = '', pressed = null) {
+  const attrs = { id, type: 'button', class: `control ${extraClass}`.trim(), 'i18n-aria-label': ariaKey };
+  if (pressed !== null) attrs['aria-pressed'] = pressed;
+  return h('button', attrs,
     icon(iconName), h('span', { class: 'control-label', i18n: shortKey }));
+}
+
+function chatButton() {
+  const btn = controlButton('btn-chat', 'chat', 'call.chatShort', 'call.chat');
+  btn.setAttribute('aria-expanded', 'false');
+  btn.append(h('span', { class: 'chat-unread count', hidden: true, 'aria-hidden': 'true' }));
+  return btn;
 }
 
 export function buildCallMarkup(isHost) {
@@ -22,10 +42,13 @@ export function buildCallMarkup(isHost) {
       h('span', { id: 'quality', class: 'quality', 'data-quality': 'unknown', role: 'status' },
         h('span', { class: 'quality-dot', 'aria-hidden': 'true' }),
         h('span', { id: 'quality-text', i18n: 'call.quality.unknown' })),
+      h('span', { id: 'call-timer', class: 'call-timer', 'i18n-aria-label': 'call.timer', role: 'timer', text: '0:00' }),
       h('span', { id: 'recording-indicator', class: 'rec', hidden: true },
         h('span', { class: 'rec-dot', 'aria-hidden': 'true' }), h('span', { i18n: 'call.recording' }))),
     h('div', { id: 'reconnecting-banner', class: 'banner', hidden: true, role: 'alert' },
       h('span', { class: 'spinner', 'aria-hidden': 'true' }), h('span', { i18n: 'call.reconnecting' })),
+    isHost ? null : h('div', { id: 'host-away', class: 'banner', hidden: true, role: 'status' },
+      h('span', { i18n: 'call.hostAway' })),
     h('div', { id: 'consent-prompt', class: 'consent card', hidden: true, role: 'dialog', 'aria-labelledby': 'consent-title' },
       h('h2', { id: 'consent-title', i18n: 'call.consent.title' }),
       h('p', { id: 'consent-text' }),
@@ -34,15 +57,21 @@ export function buildCallMarkup(isHost) {
         h('button', { id: 'consent-no', type: 'button', class: 'secondary', i18n: 'call.consent.no' }))),
     h('button', { id: 'enable-sound', type: 'button', class: 'enable-sound', hidden: true, i18n: 'call.enableSound' }),
     h('div', { id: 'tiles', class: 'tiles' }),
-    h('div', { id: 'device-panel', class: 'device-panel card', hidden: true },
+    h('div', { id: 'device-panel', class: 'device-panel card', hidden: true, role: 'region', 'aria-labelledby': 'device-title' },
+      h('h2', { id: 'device-title', i18n: 'call.deviceCheck.title' }),
+      h('p', { id: 'device-missing', class: 'notice error', hidden: true, role: 'alert' }),
       h('div', { class: 'field' }, h('label', { for: 'call-camera', i18n: 'join.deviceCheck.camera' }), h('select', { id: 'call-camera' })),
-      h('div', { class: 'field' }, h('label', { for: 'call-microphone', i18n: 'join.deviceCheck.microphone' }), h('select', { id: 'call-microphone' }))),
+      h('div', { class: 'field' }, h('label', { for: 'call-microphone', i18n: 'join.deviceCheck.microphone' }), h('select', { id: 'call-microphone' })),
+      h('div', { class: 'field' }, h('label', { for: 'call-level', i18n: 'join.deviceCheck.level' }),
+        h('meter', { id: 'call-level', min: '0', max: '1', low: '0.25', high: '0.85', optimum: '0.5', value: '0' })),
+      h('button', { id: 'device-done', type: 'button', class: 'secondary', i18n: 'call.deviceCheck.done' })),
     h('div', { class: 'controls', role: 'toolbar', 'i18n-aria-label': 'call.controls' },
-      controlButton('btn-mic', 'mic', 'call.micShort', 'call.mute'),
-      controlButton('btn-cam', 'camera', 'call.cameraShort', 'call.cameraOff'),
-      isHost ? controlButton('btn-screen', 'screen', 'call.screenShort', 'call.shareScreen') : null,
-      controlButton('btn-devices', 'settings', 'call.devicesShort', 'call.devices'),
       isHost ? controlButton('btn-end-all', 'end', 'call.endShort', 'call.endForAll', 'danger') : null,
+      controlButton('btn-mic', 'mic', 'call.micShort', 'call.mute', '', 'false'),
+      controlButton('btn-cam', 'camera', 'call.cameraShort', 'call.cameraOff', '', 'false'),
+      isHost ? controlButton('btn-screen', 'screen', 'call.screenShort', 'call.shareScreen', '', 'false') : null,
+      controlButton('btn-devices', 'settings', 'call.devicesShort', 'call.devices'),
+      chatButton(),
       controlButton('btn-hangup', 'hangup', 'call.leaveShort', 'call.hangUp', 'danger')),
     h('button', { id: 'consent-withdraw', type: 'button', class: 'secondary', hidden: true, i18n: 'call.consent.withdraw' }));
   applyI18n(root);
@@ -50,8 +79,12 @@ export function buildCallMarkup(isHost) {
 }
 
 export class CallView {
-  constructor(session, container, { isHost, onLeave, onEndAll }) {
+  // `checkDevices`: open the device check (preview in the self tile, pickers, microphone level)
+  // at once, until someone else is in the call; `mediaError`: why the camera or microphone is
+  // missing ('denied' or 'nodevice'), said in it.
+  constructor(session, container, { isHost, onLeave, onEndAll, checkDevices = false, mediaError = null }) {
     this.session = session;
+    this.mediaError = mediaError;
     this.isHost = isHost;
     this.onLeave = onLeave;
     this.onEndAll = onEndAll;
@@ -61,8 +94,15 @@ export class CallView {
     this.tileMap = new Map(); // key `${pid}:${camera|screen}` -> tile record
     this.audioEls = new Map();
     this.quality = new QualityMonitor(() => session.pc, (s) => this.showQuality(s));
+    this.meter = new AudioMeter(this.root.querySelector('#call-level'));
     this.bindControls();
     this.recording = wireRecording(session, this.root, { isHost });
+    this.chat = new ChatPanel(session, this.root);
+    this.e2ee = wireE2ee(session, this.root, { isHost });
+    this.bandwidth = wireBandwidth(session);
+    this.audioOnly = wireAudioOnly(session, this.root);
+    this.network = wireNetworkQuality(session, this);
+    reportFirstFrames(session);
     this.renderSelf();
     session.addEventListener('participants', () => this.renderParticipants());
     session.addEventListener('track', (e) => this.attachTrack(e.detail));
@@ -71,6 +111,8 @@ export class CallView {
     session.addEventListener('notice', (e) => announce(t(e.detail.key, e.detail.vars)));
     this.offLang = onLanguageChange(() => this.renderParticipants());
     this.onState(session.state);
+    this.autoCheck = checkDevices;
+    if (checkDevices) this.toggleDevices();
   }
 
   $(sel) { return this.root.querySelector(sel); }
@@ -81,9 +123,16 @@ export class CallView {
     const screen = this.$('#btn-screen');
     if (screen) screen.addEventListener('click', () => this.toggleScreen());
     this.$('#btn-devices').addEventListener('click', () => this.toggleDevices());
-    this.$('#btn-hangup').addEventListener('click', () => this.onLeave());
+    this.$('#device-done').addEventListener('click', () => { if (!this.$('#device-panel').hidden) this.toggleDevices(); });
+    this.$('#btn-hangup').addEventListener('click', async () => {
+      if (await confirmAction({ titleKey: 'call.confirmLeave.title', textKey: this.isHost ? 'call.confirmLeave.hostText' : 'call.confirmLeave.text', confirmKey: 'call.confirmLeave.ok' })) this.onLeave();
+    });
     const endAll = this.$('#btn-end-all');
-    if (endAll) endAll.addEventListener('click', () => this.onEndAll());
+    if (endAll) {
+      endAll.addEventListener('click', async () => {
+        if (await confirmAction({ titleKey: 'call.confirmEnd.title', textKey: 'call.confirmEnd.text', confirmKey: 'call.confirmEnd.ok', danger: true })) this.onEndAll();
+      });
+    }
     this.$('#call-camera').addEventListener('change', (e) => this.switchDevice('video', e.target.value));
     this.$('#call-microphone').addEventListener('change', (e) => this.switchDevice('audio', e.target.value));
     this.$('#enable-sound').addEventListener('click', () => this.enableSound());
@@ -91,22 +140,40 @@ export class CallView {
 
   onState(state) {
     this.$('#reconnecting-banner').hidden = state !== 'reconnecting';
+    if (state === 'in-call' && !this.callStart) {
+      this.callStart = Date.now();
+      this.timer = window.setInterval(() => this.tick(), 1000);
+    }
+    this.renderHostAway();
     if (state === 'in-call') this.quality.start();
     else if (state !== 'reconnecting') this.quality.stop();
   }
 
-  showQuality({ lossPct, rttMs, quality }) {
+  tick() { this.$('#call-timer').textContent = formatElapsed(Date.now() - this.callStart); }
+
+  // The patient's side: "the doctor stepped out, please wait" while no host is in the call.
+  renderHostAway() {
+    const away = this.$('#host-away');
+    if (!away) return;
+    const hostHere = [...this.session.participants.values()].some((p) => p.role === 'host' || p.role === 'doctor');
+    const show = this.session.state === 'in-call' && !hostHere;
+    if (show && away.hidden) announce(t('call.hostAway'));
+    away.hidden = !show;
+  }
+
+  showQuality(sample) {
+    const { lossPct, rttMs, kbpsIn, quality } = sample;
     const el = this.$('#quality');
     el.dataset.quality = quality;
     const text = this.$('#quality-text');
     if (quality === 'unknown' || lossPct == null) { relabel(text, { text: `call.quality.${quality}` }); return; }
     // Detail string built from dictionary parts.
     text.removeAttribute('data-i18n');
-    text.textContent = t('call.quality.detail', {
-      quality: t(`call.quality.${quality}`), loss: lossPct.toFixed(1), rtt: rttMs == null ? '–' : Math.round(rttMs),
-    });
+    text.textContent = qualityText(sample);
     el.dataset.loss = String(lossPct);
     el.dataset.rtt = String(rttMs);
+    el.dataset.kbps = String(kbpsIn);
+    this.network.report(sample);
   }
 
   // -- tiles -----------------------------------------------------------------------------
@@ -117,14 +184,65 @@ export class CallView {
     const name = h('span', { class: 'tile-name' });
     const micOff = h('span', { class: 'badge mic-off', hidden: true, 'i18n-title': 'call.muted' }, icon('mic', true), h('span', { class: 'visually-hidden', i18n: 'call.muted' }));
     const camOff = h('div', { class: 'cam-off', hidden: true }, h('span', { class: 'avatar', 'aria-hidden': 'true' }), h('span', { i18n: 'call.cameraIsOff' }));
+    const away = h('div', { class: 'tile-reconnecting', hidden: true, role: 'status' }, h('span', { class: 'spinner', 'aria-hidden': 'true' }), h('span', { i18n: 'call.participantReconnecting' }));
     const caption = h('div', { class: 'tile-caption' }, name, micOff);
-    const tile = h('figure', { class: `tile${self ? ' self' : ''}${screen ? ' screen' : ''}`, 'data-key': key }, video, camOff, caption);
+    const tile = h('figure', { class: `tile${self ? ' self' : ''}${screen ? ' screen' : ''}`, 'data-key': key }, video, camOff, away, caption);
+    const record = { tile, video, name, micOff, camOff, away, stream: new MediaStream(), removeBtn: null, enlargeBtn: null };
+    if (!self) tile.append(this.tileTools(record));
     applyI18n(tile);
-    const record = { tile, video, name, micOff, camOff, stream: new MediaStream(), removeBtn: null };
     video.srcObject = record.stream;
     this.tileMap.set(key, record);
     if (self) this.tiles.append(tile); else this.tiles.insertBefore(tile, this.tiles.querySelector('.tile.self'));
     return record;
+  }
+
+  // Enlarge (the tile fills the window, and the screen when the browser allows it) and
+  // picture-in-picture (where the browser has it), on every tile but the self view.
+  tileTools(record) {
+    const enlarge = h('button', { type: 'button', class: 'tile-tool tile-enlarge', 'aria-pressed': 'false', 'i18n-aria-label': 'call.enlarge', 'i18n-title': 'call.enlarge' }, icon('enlarge'));
+    enlarge.addEventListener('click', () => this.setEnlarged(record, !record.tile.classList.contains('enlarged')));
+    record.enlargeBtn = enlarge;
+    const tools = h('div', { class: 'tile-tools' }, enlarge);
+    if (document.pictureInPictureEnabled && typeof record.video.requestPictureInPicture === 'function') {
+      const pip = h('button', { type: 'button', class: 'tile-tool tile-pip', 'aria-pressed': 'false', 'i18n-aria-label': 'call.pip', 'i18n-title': 'call.pip' }, icon('pip'));
+      pip.addEventListener('click', () => this.togglePip(record, pip));
+      record.video.addEventListener('leavepictureinpicture', () => pip.setAttribute('aria-pressed', 'false'));
+      record.video.addEventListener('enterpictureinpicture', () => pip.setAttribute('aria-pressed', 'true'));
+      tools.append(pip);
+    }
+    return tools;
+  }
+
+  setEnlarged(record, on) {
+    for (const other of this.tileMap.values()) {
+      if (other !== record && other.tile.classList.contains('enlarged')) this.setEnlarged(other, false);
+    }
+    record.tile.classList.toggle('enlarged', on);
+    this.root.classList.toggle('has-enlarged', on);
+    record.enlargeBtn.setAttribute('aria-pressed', String(on));
+    relabel(record.enlargeBtn, { 'aria-label': on ? 'call.shrink' : 'call.enlarge', title: on ? 'call.shrink' : 'call.enlarge' });
+    if (on && record.tile.requestFullscreen && !document.fullscreenElement) {
+      record.tile.requestFullscreen().catch(() => {}); // the in-window enlargement stays either way
+      const onExit = () => {
+        if (document.fullscreenElement) return;
+        document.removeEventListener('fullscreenchange', onExit);
+        if (record.tile.classList.contains('enlarged')) this.setEnlarged(record, false);
+      };
+      document.addEventListener('fullscreenchange', onExit);
+    } else if (!on && document.fullscreenElement === record.tile) {
+      document.exitFullscreen().catch(() => {});
+    }
+    record.enlargeBtn.focus();
+  }
+
+  async togglePip(record, btn) {
+    try {
+      if (document.pictureInPictureElement === record.video) await document.exitPictureInPicture();
+      else await record.video.requestPictureInPicture();
+    } catch {
+      announce(t('call.pipFailed'));
+    }
+    btn.setAttribute('aria-pressed', String(document.pictureInPictureElement === record.video));
   }
 
   renderSelf() {
@@ -197,12 +315,15 @@ export class CallView {
   dropTile(key) {
     const rec = this.tileMap.get(key);
     if (!rec) return;
+    if (rec.tile.classList.contains('enlarged')) this.setEnlarged(rec, false);
     rec.tile.remove();
     this.tileMap.delete(key);
   }
 
   renderParticipants() {
     const present = this.session.participants;
+    // The device check opened on arrival closes once someone else is in the call.
+    if (this.autoCheck && present.size > 0 && !this.$('#device-panel').hidden) this.toggleDevices();
     for (const [key, rec] of [...this.tileMap]) {
       if (key === 'self') continue;
       const pid = rec.tile.dataset.participantId;
@@ -224,11 +345,15 @@ export class CallView {
         rec.camOff.querySelector('.avatar').textContent = (name.trim()[0] || '?').toUpperCase();
         rec.tile.dataset.audioMuted = String(!!p.muted.audio);
         rec.tile.dataset.videoMuted = String(!!p.muted.video);
+        // The server says this participant's media is away (a network change): "reconnecting…".
+        rec.tile.dataset.connection = p.reconnecting ? 'reconnecting' : 'ok';
+        rec.away.hidden = !p.reconnecting;
         if (rec.removeBtn) relabel(rec.removeBtn, { 'aria-label': 'call.remove' }, { name });
       }
       rec.video.setAttribute('aria-label', rec.name.textContent);
     }
     this.renderSelf();
+    this.renderHostAway();
   }
 
   // -- controls --------------------------------------------------------------------------
@@ -238,6 +363,7 @@ export class CallView {
     this.session.setMicMuted(muted);
     const btn = this.$('#btn-mic');
     btn.classList.toggle('off', muted);
+    btn.setAttribute('aria-pressed', String(muted));
     btn.querySelector('svg').replaceWith(icon('mic', muted));
     relabel(btn, { 'aria-label': muted ? 'call.unmute' : 'call.mute' });
     this.renderSelf();
@@ -255,6 +381,7 @@ export class CallView {
       await this.session.setCameraOff(false, track);
     }
     btn.classList.toggle('off', off);
+    btn.setAttribute('aria-pressed', String(off));
     btn.querySelector('svg').replaceWith(icon('camera', off));
     relabel(btn, { 'aria-label': off ? 'call.cameraOn' : 'call.cameraOff' });
     this.renderSelf();
@@ -292,7 +419,14 @@ export class CallView {
     const panel = this.$('#device-panel');
     panel.hidden = !panel.hidden;
     this.$('#btn-devices').setAttribute('aria-expanded', String(!panel.hidden));
-    if (panel.hidden) return;
+    if (panel.hidden) {
+      this.autoCheck = false;
+      this.meter.detach();
+      if (panel.contains(document.activeElement)) this.$('#btn-devices').focus(); // keep the keyboard's place
+      return;
+    }
+    this.meter.attach(this.session.local.stream);
+    this.renderMissing();
     const { cameras, microphones } = await listDevices();
     const saved = savedDevices();
     const v = this.session.local.videoTrack;
@@ -313,11 +447,31 @@ export class CallView {
     if (!track) return;
     await this.session.switchDevice(kind, track);
     this.renderSelf();
+    if (kind === 'audio' && !this.$('#device-panel').hidden) this.meter.attach(this.session.local.stream);
+    this.renderMissing();
+  }
+
+  // In the device check: what is missing (no camera, no microphone, or access refused).
+  renderMissing() {
+    const el = this.$('#device-missing');
+    const local = this.session.local;
+    const key = this.mediaError === 'denied' && !(local.videoTrack && local.audioTrack) ? 'call.deviceCheck.denied'
+      : !local.videoTrack && !local.audioTrack ? 'call.deviceCheck.none'
+        : !local.videoTrack ? 'call.deviceCheck.noCamera' : !local.audioTrack ? 'call.deviceCheck.noMicrophone' : null;
+    el.hidden = !key;
+    if (key) relabel(el, { text: key });
   }
 
   destroy() {
+    window.clearInterval(this.timer);
+    this.meter.close();
+    this.chat.destroy();
     this.quality.stop();
     this.recording.destroy();
+    this.e2ee.destroy();
+    this.bandwidth.destroy();
+    this.audioOnly.destroy();
+    this.network.destroy();
     this.offLang();
     for (const el of this.audioEls.values()) el.srcObject = null;
     for (const rec of this.tileMap.values()) rec.video.srcObject = null;

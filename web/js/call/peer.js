@@ -4,6 +4,9 @@
 // asks the server to `renegotiate` {publish: [..., "screen"]}; the server's next offer lists the
 // mid to send it on under `receive`, and the browser puts the screen track on that transceiver.
 //
+// End-to-end encryption: when the session gives a FrameCrypto (e2ee/media-transforms.js), every
+// sender (microphone, camera, screen) and every receiver goes through its Worker.
+//
 // Stopping media: the microphone mute uses track.enabled = false (silence, instant, no
 // renegotiation); the camera off uses sender.replaceTrack(null) and stops the camera track, so
 // the camera light goes off; camera on takes a fresh track with replaceTrack.
@@ -36,15 +39,19 @@ function preferCodec(transceiver, kind, mimeType) {
 }
 
 export class Peer extends EventTarget {
-  constructor(iceServers, send) {
+  // frames: a FrameCrypto or null; iceTransportPolicy: 'all' | 'relay' (the server's setting);
+  // configure(base) -> RTCPeerConnection config (E2EE may add to it).
+  constructor(iceServers, send, { frames = null, iceTransportPolicy = 'all', configure = (c) => c } = {}) {
     super();
     this.send = send;
-    this.pc = new RTCPeerConnection({ iceServers: iceServers || [], bundlePolicy: 'max-bundle' });
+    this.frames = frames;
+    this.pc = new RTCPeerConnection(configure({ iceServers: iceServers || [], iceTransportPolicy, bundlePolicy: 'max-bundle' }));
     this.audioTransceiver = null;
     this.videoTransceiver = null;
     this.screenTransceiver = null;
     this.queue = Promise.resolve();
     this.pc.addEventListener('track', (event) => {
+      if (this.frames) this.frames.attachReceiver(event.receiver);
       this.dispatchEvent(new CustomEvent('track', { detail: event }));
     });
     this.pc.addEventListener('connectionstatechange', () => {
@@ -65,9 +72,14 @@ export class Peer extends EventTarget {
     if (!this.prepared) {
       this.preparedAt = Date.now();
       this.prepared = this.enqueue(async () => {
+        if (this.frames) await this.frames.ready; // transforms attached before the Worker runs carry nothing
         const streams = stream ? [stream] : [];
         this.audioTransceiver = this.pc.addTransceiver(audioTrack || 'audio', { direction: 'sendrecv', streams });
         this.videoTransceiver = this.pc.addTransceiver(videoTrack || 'video', { direction: 'sendrecv', streams });
+        if (this.frames) {
+          this.frames.attachSender(this.audioTransceiver.sender, 'audio');
+          this.frames.attachSender(this.videoTransceiver.sender, 'video');
+        }
         preferCodec(this.audioTransceiver, 'audio', 'audio/opus');
         preferCodec(this.videoTransceiver, 'video', 'video/vp8');
         await this.pc.setLocalDescription(await this.pc.createOffer());
@@ -77,11 +89,12 @@ export class Peer extends EventTarget {
     return this.prepared;
   }
 
-  // Send the one offer (prepared now if it was not already).
-  start(audioTrack, videoTrack, stream) {
+  // Send the one offer (prepared now if it was not already). restart: this peer connection
+  // replaces the session's previous one (docs/api.md "Reconnecting").
+  start(audioTrack, videoTrack, stream, { restart = false } = {}) {
     this.prepare(audioTrack, videoTrack, stream);
     return this.enqueue(async () => {
-      this.send('offer', { sdp: this.pc.localDescription.sdp });
+      this.send('offer', { sdp: this.pc.localDescription.sdp, ...(restart ? { restart: true } : {}) });
     });
   }
 
@@ -97,6 +110,7 @@ export class Peer extends EventTarget {
         const tr = this.pc.getTransceivers().find((x) => x.mid === String(screenMid));
         if (tr) {
           this.screenTransceiver = tr;
+          if (this.frames) this.frames.attachSender(tr.sender, 'video');
           await tr.sender.replaceTrack(screenTrack || null);
           tr.direction = 'sendonly';
         }

@@ -1,5 +1,6 @@
-// Connection quality from getStats: packet loss of what we receive and the round trip time.
-// good: loss < 2 % and rtt < 300 ms; fair: loss < 8 % and rtt < 600 ms; otherwise poor.
+// Connection quality from getStats: packet loss of what we receive, the round trip time and the
+// incoming bitrate (kbit/s, every inbound stream). good: loss < 2 % and rtt < 300 ms; fair:
+// loss < 8 % and rtt < 600 ms; otherwise poor. network-quality.js shows it per participant.
 
 export function classify(lossPct, rttMs) {
   if (lossPct == null && rttMs == null) return 'unknown';
@@ -36,11 +37,14 @@ export class QualityMonitor {
     const stats = await pc.getStats();
     let received = 0;
     let lost = 0;
+    let bytes = 0;
     let rtt = null;
+    const at = performance.now();
     stats.forEach((s) => {
       if (s.type === 'inbound-rtp') {
         received += s.packetsReceived || 0;
         lost += Math.max(0, s.packetsLost || 0);
+        bytes += s.bytesReceived || 0;
       } else if (s.type === 'candidate-pair' && s.nominated && s.state === 'succeeded' && s.currentRoundTripTime != null) {
         rtt = s.currentRoundTripTime * 1000;
       } else if (s.type === 'remote-inbound-rtp' && rtt == null && s.roundTripTime != null) {
@@ -48,14 +52,17 @@ export class QualityMonitor {
       }
     });
     let lossPct = null;
+    let kbpsIn = null;
     if (this.prev) {
       const dr = received - this.prev.received;
       const dl = lost - this.prev.lost;
       if (dr + dl > 0) lossPct = (100 * dl) / (dr + dl);
       else lossPct = 0;
+      const seconds = (at - this.prev.at) / 1000;
+      if (seconds > 0 && bytes >= this.prev.bytes) kbpsIn = (8 * (bytes - this.prev.bytes)) / 1000 / seconds;
     }
-    this.prev = { received, lost };
-    const sample = { lossPct, rttMs: rtt, quality: classify(lossPct, rtt) };
+    this.prev = { received, lost, bytes, at };
+    const sample = { lossPct, rttMs: rtt, kbpsIn, quality: classify(lossPct, rtt) };
     this.onSample(sample);
   }
 }

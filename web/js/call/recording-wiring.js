@@ -11,6 +11,7 @@
 import { h, relabel } from '../dom.js';
 import { lang, onLanguageChange, t } from '../i18n.js';
 import { announce } from '../live.js';
+import { formatElapsed } from './elapsed.js';
 import {
   consentPromptOpen, hideConsentPrompt, hideWithdraw, resetRecordingState, setRecordingState,
   showConsentPrompt, showWithdraw,
@@ -27,7 +28,9 @@ export function wireRecording(session, root, { isHost }) {
   const stop = isHost ? h('button', {
     id: 'btn-record-stop', type: 'button', class: 'rec-action secondary', hidden: true, i18n: 'recording.stop',
   }) : null;
-  const bar = h('div', { id: 'recording-bar', class: 'rec-bar' }, indicator, status, record, stop, isHost ? null : withdraw);
+  // How long it has recorded (pauses not counted), beside the indicator.
+  const clock = h('span', { id: 'recording-timer', class: 'rec-timer', role: 'timer', 'i18n-aria-label': 'recording.timer', hidden: true, text: '0:00' });
+  const bar = h('div', { id: 'recording-bar', class: 'rec-bar' }, indicator, clock, status, record, stop, isHost ? null : withdraw);
   $('.call-status').append(bar);
 
   // Labels from the recording.* keys (the base markup carries older call.* keys).
@@ -53,8 +56,21 @@ export function wireRecording(session, root, { isHost }) {
 
   function sendLanguage() { languageSent = session.send('language', { lang: lang() }); }
 
+  let recordedMs = 0;
+  let since = 0; // when the current recording stretch began (0: not recording)
+  const ticker = window.setInterval(() => { if (since) showClock(); }, 1000);
+  function showClock() { clock.textContent = formatElapsed(recordedMs + (since ? Date.now() - since : 0)); }
+  function runClock() {
+    if (state === 'recording' && !since) since = Date.now();
+    if (state !== 'recording' && since) { recordedMs += Date.now() - since; since = 0; }
+    if (state === 'off') recordedMs = 0;
+    clock.hidden = state === 'off' || state === 'waiting';
+    showClock();
+  }
+
   function render() {
     setRecordingState(state);
+    runClock();
     if (state === 'off' || state === 'recording') { hideConsentPrompt(); prompt = null; }
     if (record) {
       // Record and Stop take each other's place: keep the keyboard focus on the one shown.
@@ -65,6 +81,9 @@ export function wireRecording(session, root, { isHost }) {
       record.disabled = false;
       stop.hidden = state === 'off';
       stop.disabled = false;
+      // While consent is pending the button withdraws the request: say so.
+      const stopKey = state === 'waiting' ? 'recording.cancelRequest' : 'recording.stop';
+      if (stop.dataset.i18n !== stopKey) { stop.dataset.i18n = stopKey; stop.textContent = t(stopKey); }
       if (focused) (record.hidden ? stop : record).focus();
     } else if (state !== 'off' && !consentPromptOpen()) {
       showWithdraw(() => send('consent-withdraw'));
@@ -113,6 +132,7 @@ export function wireRecording(session, root, { isHost }) {
   return {
     get state() { return state; },
     destroy() {
+      window.clearInterval(ticker);
       session.removeEventListener('message', onMessage);
       session.removeEventListener('state', onState);
       offLang();

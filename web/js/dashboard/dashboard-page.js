@@ -12,8 +12,13 @@ import { acquireMedia, savedDevices } from '../call/local-media.js';
 import { beep } from './beep.js';
 import { IdleGuard } from './idle.js';
 import { RecordingsPanel } from './recordings.js';
+import { secureLink } from '../e2ee/link-secret.js';
+import { leaveNothingBehind } from '../auth/leaving.js';
+import { DashboardFeed, askNotifications, notifyArrival } from './live-feed.js';
+import { confirmAction } from '../confirm.js';
+import { trackTopbarHeight } from '../topbar-height.js';
 
-const app = { me: null, state: 'loading', current: null, session: null, view: null, lobby: [], seen: new Set(), idle: null, consultations: [], recordings: null };
+const app = { me: null, state: 'loading', current: null, session: null, view: null, lobby: [], seen: new Set(), idle: null, consultations: [], recordings: null, feed: null, status: new Map(), feedSeen: new Set() };
 
 Object.defineProperty(window, 'teleconsult', {
   value: Object.freeze({
@@ -23,6 +28,10 @@ Object.defineProperty(window, 'teleconsult', {
     get lobby() { return app.lobby.map((p) => ({ ...p })); },
     get participants() { return app.session ? [...app.session.participants.values()].map((p) => ({ ...p })) : []; },
     get beeps() { return window.teleconsultBeeps || 0; },
+    get feedConnected() { return !!app.feed && app.feed.connected; },
+    get status() { return Object.fromEntries([...app.status].map(([k, v]) => [k, { ...v }])); },
+    get e2ee() { return app.session ? app.session.e2ee.status() : null; },
+    e2eeFrameStats: () => (app.session ? app.session.e2ee.frameStats() : Promise.resolve(null)),
   }),
 });
 
@@ -32,6 +41,9 @@ function fmtTime(epochS) {
   if (!epochS) return t('dash.unscheduled');
   return new Date(epochS * 1000).toLocaleString(lang() === 'fr' ? 'fr-FR' : 'en-GB', { dateStyle: 'medium', timeStyle: 'short' });
 }
+
+// An unlabelled consultation is titled by its time ("Consultation, 1 Dec 2026, 14:00"), not "—".
+function titleOf(c) { return c.label || t('dash.untitled', { time: fmtTime(c.scheduled_at || c.created_at) }); }
 
 function goLogin() { location.replace('/login'); }
 
@@ -46,6 +58,7 @@ async function guarded(fn) {
 
 async function showList() {
   app.current = null;
+  app.lobby = [];
   history.replaceState(null, '', '/');
   app.state = 'list';
   document.body.dataset.state = 'list';
@@ -59,6 +72,7 @@ async function showList() {
     app.consultations = [];
   }
   renderList();
+  updateTitle();
   if (app.recordings) await app.recordings.refresh();
 }
 
@@ -85,12 +99,63 @@ function fillList(ul, items) {
   for (const c of items) {
     const live = c.state === 'open' || c.state === 'scheduled';
     ul.append(h('li', { 'data-consultation-id': c.id },
-      h('span', { class: 'c-label', text: c.label || '—' }),
+      h('span', { class: 'c-label', text: titleOf(c) }),
       h('span', { class: 'muted', text: fmtTime(c.scheduled_at) }),
       h('span', { class: 'state-pill', i18n: `dash.state.${c.state}` }),
+      live ? liveStatus(c.id) : null,
       live ? h('button', { type: 'button', class: 'open-consultation', i18n: 'dash.open', onclick: () => openConsultation(c.id) }) : null));
   }
   applyI18n(ul);
+}
+
+// Who waits and who is in the call, from the live feed (nothing shown until it speaks).
+function liveStatus(cid) {
+  const st = app.status.get(cid);
+  const box = h('span', { class: 'live-status', 'data-waiting': String(st ? st.waiting.length : 0), 'data-in-call': String(st ? st.in_call.length : 0) });
+  if (!st) return box;
+  if (st.waiting.length) {
+    box.append(h('span', { class: 'live-badge waiting-badge', i18n: 'dash.live.waiting', 'i18n-vars': { count: st.waiting.length, names: st.waiting.map((p) => p.display_name).join(', ') } }));
+  }
+  if (st.in_call.length) {
+    box.append(h('span', { class: 'live-badge in-call-badge', i18n: 'dash.live.inCall', 'i18n-vars': { names: st.in_call.map((p) => p.display_name).join(', ') } }));
+  }
+  return box;
+}
+
+function totalWaiting() {
+  let n = 0;
+  for (const [cid, st] of app.status) if (!app.current || cid !== app.current.id) n += st.waiting.length;
+  return n + (app.current ? app.lobby.length : 0);
+}
+
+function updateTitle() {
+  const n = totalWaiting();
+  document.title = n ? `(${n}) ${t('dash.title')}` : t('dash.title');
+}
+
+function onFeedStatus(st) {
+  if (st.state !== 'open' && st.state !== 'scheduled') app.status.delete(st.consultation_id);
+  else app.status.set(st.consultation_id, st);
+  const arrived = st.waiting.filter((p) => !app.feedSeen.has(p.participant_id));
+  for (const p of st.waiting) app.feedSeen.add(p.participant_id);
+  const here = app.current && app.current.id === st.consultation_id; // setLobby cues that one
+  if (arrived.length && !here) {
+    beep();
+    const c = app.consultations.find((x) => x.id === st.consultation_id);
+    for (const p of arrived) {
+      announce(t('live.arrived', { name: p.display_name }));
+      notifyArrival(t('dash.notify.title'), t('dash.notify.body', { name: p.display_name, label: (c && c.label) || '' }));
+    }
+  }
+  if (!$('view-list').hidden) renderList();
+  updateTitle();
+}
+
+function setupNotifyButton() {
+  const btn = $('notify-allow');
+  const refresh = () => { btn.hidden = !('Notification' in window) || Notification.permission !== 'default'; };
+  refresh();
+  btn.addEventListener('click', async () => { await askNotifications(); refresh(); });
 }
 
 async function createConsultation(event) {
@@ -120,13 +185,16 @@ async function openConsultation(cid) {
   history.replaceState(null, '', `/#c=${encodeURIComponent(cid)}`);
   $('view-list').hidden = true;
   $('view-consultation').hidden = false;
-  $('c-title').textContent = c.label || '—';
+  $('c-title').textContent = titleOf(c);
   $('link-box').hidden = true;
+  $('lobby-note').value = '';
+  $('lobby-note-sent').hidden = true;
   app.seen = new Set();
   setLobby(c.waiting || [], false);
   await refreshInvites();
   await startCall(cid);
-  $('main').focus();
+  // To the consultation, unless the doctor is already in it (the device check, a control).
+  if (!$('view-consultation').contains(document.activeElement)) $('main').focus();
 }
 
 async function refreshInvites() {
@@ -142,10 +210,35 @@ async function refreshInvites() {
     ul.append(li);
   }
   applyI18n(ul);
+  // The link shown once is no use after it was redeemed (or revoked, or expired): stop offering it.
+  const shown = invites.find((i) => i.invite_id === app.shownInviteId);
+  if (shown && shown.state !== 'outstanding' && !$('link-box').hidden) {
+    $('link-box').hidden = true;
+    $('link').value = '';
+    app.shownInviteId = null;
+  }
   const hasOutstanding = invites.some((i) => i.state === 'outstanding');
   const btn = $('new-link');
   btn.dataset.i18n = hasOutstanding ? 'dash.reissue' : 'dash.newLink';
   btn.textContent = t(btn.dataset.i18n);
+}
+
+async function showIssuedLink(cid, issued) {
+  // E2EE (docs/e2ee.md): the link carries a secret the server never sees, and the policy letter.
+  const policy = (app.session && app.session.e2ee.policy !== 'off' && app.session.e2ee.policy) || app.current.e2ee || 'off';
+  $('link').value = policy === 'off' ? issued.link : await secureLink(cid, issued.link, policy);
+  const qr = $('link-qr');
+  if (issued.qr_svg) {
+    qr.src = `data:image/svg+xml;charset=utf-8,${encodeURIComponent(issued.qr_svg)}`;
+    qr.hidden = false;
+  } else {
+    qr.hidden = true;
+  }
+  app.shownInviteId = issued.invite_id;
+  $('link-box').hidden = false;
+  $('link').focus();
+  $('link').select();
+  await refreshInvites();
 }
 
 async function newLink() {
@@ -153,18 +246,38 @@ async function newLink() {
   try {
     const issued = await guarded(() => api('POST', `/api/consultations/${encodeURIComponent(cid)}/invites`, { role: 'patient' }));
     if (!issued) return;
-    $('link').value = issued.link;
-    const qr = $('link-qr');
-    if (issued.qr_svg) {
-      qr.src = `data:image/svg+xml;charset=utf-8,${encodeURIComponent(issued.qr_svg)}`;
-      qr.hidden = false;
-    } else {
-      qr.hidden = true;
-    }
-    $('link-box').hidden = false;
-    $('link').focus();
-    $('link').select();
-    await refreshInvites();
+    await showIssuedLink(cid, issued);
+  } catch (err) {
+    announce((err && err.message) || t('common.error'));
+  }
+}
+
+// Moving a patient to another device (phone → laptop): a new one-time link for them; their
+// current device leaves the consultation at once (docs/api.md "Moving to another device").
+function renderMovable() {
+  const ul = $('movable');
+  const people = new Map();
+  for (const p of app.lobby) people.set(p.participant_id, p.display_name || '');
+  if (app.session) {
+    for (const [pid, p] of app.session.participants) if (pid !== app.session.selfId && p.role !== 'host') people.set(pid, p.display_name || '');
+  }
+  ul.replaceChildren();
+  for (const [pid, name] of people) {
+    ul.append(h('li', { 'data-participant-id': pid },
+      h('span', { text: name }),
+      h('button', { type: 'button', class: 'secondary move-device', i18n: 'dash.move.button', 'i18n-aria-label': 'dash.move.buttonName', 'i18n-vars': { name }, onclick: () => moveDevice(pid) })));
+  }
+  applyI18n(ul);
+  $('move-box').hidden = people.size === 0;
+}
+
+async function moveDevice(pid) {
+  if (!(await confirmAction({ titleKey: 'dash.move.confirmTitle', textKey: 'dash.move.confirmText', confirmKey: 'dash.move.confirmOk' }))) return;
+  const cid = app.current.id;
+  try {
+    const issued = await guarded(() => api('POST', `/api/consultations/${encodeURIComponent(cid)}/participants/${encodeURIComponent(pid)}/move`));
+    if (!issued) return;
+    await showIssuedLink(cid, issued);
   } catch (err) {
     announce((err && err.message) || t('common.error'));
   }
@@ -217,8 +330,18 @@ function setLobby(waiting, cue = true) {
   const count = $('lobby-count');
   count.hidden = waiting.length === 0;
   count.textContent = String(waiting.length);
-  document.title = waiting.length ? `(${waiting.length}) ${t('dash.title')}` : t('dash.title');
+  updateTitle();
   if (arrived && cue) { beep(); if (app.current) refreshInvites(); }
+}
+
+// A note to everyone waiting ("running 10 minutes late"); empty clears it. Not end-to-end
+// encrypted (the hint says so): the server relays it and keeps it in memory only.
+function sendLobbyNote(event) {
+  event.preventDefault();
+  const text = $('lobby-note').value.trim();
+  const sent = !!app.session && app.session.send('lobby-note', { text });
+  $('lobby-note-sent').hidden = !sent;
+  if (!sent) announce(t('common.error'));
 }
 
 async function decide(pid, verb) {
@@ -231,7 +354,7 @@ async function decide(pid, verb) {
 
 async function startCall(cid) {
   stopCall();
-  const { stream } = await acquireMedia(savedDevices());
+  const { stream, error } = await acquireMedia(savedDevices());
   const localMedia = {
     stream: stream || new MediaStream(),
     audioTrack: stream ? stream.getAudioTracks()[0] || null : null,
@@ -247,15 +370,29 @@ async function startCall(cid) {
     isHost: true,
     onLeave: () => { stopCall(); showList(); },
     onEndAll: endForAll,
+    checkDevices: true, // the doctor's device check, until a patient is in the call
+    mediaError: error,
   });
-  session.addEventListener('lobby', (e) => setLobby(e.detail.waiting || []));
+  session.addEventListener('lobby', (e) => { setLobby(e.detail.waiting || []); renderMovable(); });
+  session.addEventListener('participants', renderMovable);
   session.addEventListener('state', (e) => {
     app.state = e.detail;
     document.body.dataset.state = e.detail;
     if (e.detail === 'ended') { announce(t('live.ended')); stopCall(); showList(); }
+    if (e.detail.startsWith('e2ee-')) showCallProblem(e.detail);
   });
   session.addEventListener('message', (e) => document.dispatchEvent(new CustomEvent('teleconsult:message', { detail: e.detail })));
   await session.connect();
+}
+
+// The call could not go on under E2EE: say why in the call area (EN/FR).
+function showCallProblem(state) {
+  const key = `dash.${state.replace(/-([a-z])/g, (_, c) => c.toUpperCase())}`;
+  if (app.view) { app.view.destroy(); app.view = null; }
+  const box = h('div', { id: 'call-problem', class: 'card notice error', role: 'alert', 'data-state': state }, h('p', { i18n: key }));
+  applyI18n(box);
+  $('call-area').replaceChildren(box);
+  announce(t(key));
 }
 
 async function endForAll() {
@@ -280,6 +417,7 @@ function stopCall() {
 
 function idleTimeout() {
   stopCall();
+  if (app.feed) app.feed.stop();
   if (app.idle) app.idle.stop();
   document.body.replaceChildren();
   document.title = '';
@@ -289,11 +427,22 @@ function idleTimeout() {
 
 async function main() {
   await initI18n();
+  // A server that is briefly busy or restarting must not leave a blank page: retry with a
+  // short backoff, then say so (a 401 goes to the sign-in page at once).
   let me;
-  try { me = await api('GET', '/api/me'); } catch (err) {
-    if (err instanceof ApiError && err.status === 401) { goLogin(); return; }
-    throw err;
+  for (let attempt = 0; ; attempt += 1) {
+    try { me = await api('GET', '/api/me'); break; } catch (err) {
+      if (err instanceof ApiError && err.status === 401) { goLogin(); return; }
+      if (attempt >= 4) {
+        document.body.append(h('p', { class: 'notice error', role: 'alert', text: t('common.error') }));
+        throw err;
+      }
+      await new Promise((resolve) => { window.setTimeout(resolve, 500 * 2 ** attempt); });
+    }
   }
+  if (me.passkey_setup_required) { location.assign('/account?setup=passkey'); return; }
+  if (me.role === 'admin') { location.replace('/admin'); return; } // the admin page, not the doctor's
+  leaveNothingBehind(me);
   app.me = me;
   setCsrfToken(me.csrf_token);
   const signedIn = $('signed-in');
@@ -301,6 +450,7 @@ async function main() {
   showName();
   onLanguageChange(() => { showName(); if (!$('view-list').hidden) { renderList(); if (app.recordings) app.recordings.render(); } });
   $('main').hidden = false;
+  trackTopbarHeight();
   app.idle = new IdleGuard(me.idle_timeout_s || 1800, {
     onTimeout: idleTimeout,
     touch: () => api('GET', '/api/me').catch((err) => { if (err instanceof ApiError && err.status === 401) idleTimeout(); }),
@@ -308,11 +458,23 @@ async function main() {
       && [...app.session.participants.keys()].some((pid) => pid !== app.session.selfId),
   });
   app.recordings = new RecordingsPanel({
-    labelFor: (cid) => { const c = app.consultations.find((x) => x.id === cid); return c ? c.label : null; },
+    labelFor: (cid) => { const c = app.consultations.find((x) => x.id === cid); return c ? titleOf(c) : null; },
     onUnauthenticated: goLogin,
   });
   $('new-form').addEventListener('submit', createConsultation);
-  $('back').addEventListener('click', () => { stopCall(); showList(); });
+  $('back').addEventListener('click', async () => {
+    const others = app.session && app.session.state === 'in-call'
+      && [...app.session.participants.keys()].some((pid) => pid !== app.session.selfId);
+    if (others && !(await confirmAction({ titleKey: 'call.confirmLeave.title', textKey: 'call.confirmLeave.hostText', confirmKey: 'call.confirmLeave.ok' }))) return;
+    stopCall();
+    showList();
+  });
+  setupNotifyButton();
+  $('lobby-note-form').addEventListener('submit', sendLobbyNote);
+  app.feed = new DashboardFeed();
+  app.feed.addEventListener('status', (e) => onFeedStatus(e.detail));
+  app.feed.addEventListener('ended', goLogin);
+  app.feed.start();
   $('new-link').addEventListener('click', newLink);
   $('copy-link').addEventListener('click', copyLink);
   $('logout').addEventListener('click', async () => {

@@ -36,6 +36,12 @@ function errorText(err) {
   return (err && err.message) || t('common.error');
 }
 
+// "Doctor", "Patient: Alice Martin": who a file is (names come from the API, for this page only).
+function whoOf(file) {
+  const role = t(`recordings.who.${['doctor', 'patient', 'guest'].includes(file.role) ? file.role : 'participant'}`);
+  return file.display_name ? t('recordings.whoNamed', { role, name: file.display_name }) : role;
+}
+
 export class RecordingsPanel {
   // labelFor(consultationId) -> a consultation label or null; onUnauthenticated() -> go to /login.
   constructor({ labelFor, onUnauthenticated }) {
@@ -78,13 +84,16 @@ export class RecordingsPanel {
   item(rec) {
     const label = this.labelFor(rec.consultation_id) || rec.consultation_id;
     const stopped = rec.state === 'stopped';
-    const totalMs = (rec.files || []).reduce((sum, f) => sum + (f.duration_ms || 0), 0);
+    // The recording's true length (its own timeline), never the sum of its files.
+    const totalMs = rec.duration_ms || 0;
     const files = h('ul', { class: 'rec-files' });
-    (rec.files || []).forEach((f, i) => {
-      const vars = { n: i + 1, label };
-      files.append(h('li', { 'data-file': f.name },
-        h('span', { i18n: 'recordings.file', 'i18n-vars': vars }),
+    (rec.files || []).forEach((f) => {
+      const who = whoOf(f);
+      const vars = { who, label };
+      files.append(h('li', { 'data-file': f.name, 'data-role': f.role || 'participant' },
+        h('span', { class: 'rec-who', text: who }),
         h('span', { class: 'muted', text: fmtDuration(f.duration_ms) }),
+        f.offset_ms > 999 ? h('span', { class: 'muted', i18n: 'recordings.from', 'i18n-vars': { time: fmtDuration(f.offset_ms) } }) : null,
         h('button', { type: 'button', class: 'secondary rec-download', disabled: !stopped, i18n: 'recordings.download',
           'i18n-aria-label': 'recordings.downloadLabel', 'i18n-vars': vars, onclick: () => this.download(rec, f.name) })));
     });

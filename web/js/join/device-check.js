@@ -13,15 +13,36 @@ export class DeviceCheck {
     this.error = null;
     this.meter = new AudioMeter($('dc-level'));
     this.choice = savedDevices();
+    this.generation = 0;
+    this.pending = Promise.resolve();
     $('dc-retry').addEventListener('click', () => this.start());
     $('dc-camera').addEventListener('change', (e) => { this.choice.cameraId = e.target.value; this.start(); });
     $('dc-microphone').addEventListener('change', (e) => { this.choice.microphoneId = e.target.value; this.start(); });
     document.addEventListener('pointerdown', () => this.meter.resume(), { once: true });
   }
 
-  async start() {
+  // (Re)acquire the camera and microphone. The latest call wins: a stream that arrives after a
+  // newer start() (a device change while the first was still opening) is stopped, not shown.
+  start() {
+    const run = this.acquire(++this.generation);
+    this.pending = run;
+    return run;
+  }
+
+  // Resolves once the newest acquisition has finished (whatever its outcome). Joining waits for
+  // it: a Join pressed while the camera is still opening (or its permission prompt is still up)
+  // must not join with no tracks; the offer would then carry none for the whole call.
+  settled() {
+    return this.pending.catch(() => {});
+  }
+
+  async acquire(generation) {
     this.stopTracks();
     const { stream, error } = await acquireMedia({ cameraId: this.choice.cameraId || '', microphoneId: this.choice.microphoneId || '' });
+    if (generation !== this.generation) {
+      if (stream) for (const tr of stream.getTracks()) tr.stop();
+      return;
+    }
     this.stream = stream;
     this.error = stream ? null : error;
     const hasVideo = !!(stream && stream.getVideoTracks().length);

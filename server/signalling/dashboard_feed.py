@@ -1,0 +1,94 @@
+"""The live dashboard feed: each staff member's open dashboard sockets, by account id.
+
+The hub publishes a `consultation-status` message (who waits, who is in the call, whether the
+doctor is there) to the consultation host's dashboards whenever its lobby changes, so the list
+view is live without polling (docs/api.md "Dashboard socket"). The status is made in the
+process that owns the consultation (DESIGN D8); with several nodes the doctor's dashboard may be
+open on another one, so a `fanout` (the cluster's, set by the composition root) carries each
+status to every node, whose `deliver` hands it to the sockets it holds, and carries a new
+dashboard's ask for the statuses the other nodes hold. Names go only to the doctor's own
+sockets; no log line carries one.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from .keyed_sets import KeyedSets
+
+log = logging.getLogger("teleconsult.dashboard")
+
+
+class FeedConnection(Protocol):
+    async def send(self, message: Mapping[str, Any]) -> None:
+        """Must not raise on a closed connection."""
+        ...
+
+
+class DashboardFanout(Protocol):
+    async def publish(self, account_id: str, message: Mapping[str, Any]) -> None:
+        """To that account's dashboards on every node (this one's included). May raise."""
+        ...
+
+    async def ask_snapshot(self, account_id: str) -> None:
+        """Ask the other nodes for the statuses of that account's consultations they hold."""
+        ...
+
+
+class DashboardFeed:
+    def __init__(self) -> None:
+        self._watchers: KeyedSets[FeedConnection] = KeyedSets()
+        self.fanout: DashboardFanout | None = None
+
+    def add(self, account_id: str, conn: FeedConnection) -> None:
+        self._watchers.add(account_id, conn)
+
+    def discard(self, account_id: str, conn: FeedConnection) -> None:
+        self._watchers.discard(account_id, conn)
+
+    def watching(self, account_id: str) -> bool:
+        """True when a dashboard of the account may be open: here, or on another node."""
+        return self.fanout is not None or account_id in self._watchers
+
+    def count(self) -> int:
+        return self._watchers.count()
+
+    async def publish(self, account_id: str, message: Mapping[str, Any]) -> None:
+        """To the account's dashboards on every node; this node's alone when there is no
+        fan-out or it fails (Redis away: the other nodes' dashboards catch up on the next change)."""
+        if self.fanout is not None:
+            try:
+                await self.fanout.publish(account_id, message)
+                return
+            except Exception:
+                log.warning("dashboard fan-out failed; this node's dashboards only")
+        await self.deliver(account_id, message)
+
+    async def ask_snapshot(self, account_id: str) -> None:
+        if self.fanout is not None:
+            try:
+                await self.fanout.ask_snapshot(account_id)
+            except Exception:
+                log.warning("dashboard snapshot ask failed")
+
+    async def deliver(self, account_id: str, message: Mapping[str, Any]) -> None:
+        """To the account's dashboard sockets on this node."""
+        for conn in self._watchers.members(account_id):
+            try:
+                await conn.send(message)
+            except Exception:  # one dead dashboard must not stop the others
+                log.warning("dashboard send failed")
+
+
+def status_message(consultation_id: str, *, state: str, waiting: list[dict[str, Any]],
+                   in_call: list[dict[str, Any]], host_present: bool) -> dict[str, Any]:
+    return {
+        "type": "consultation-status",
+        "consultation_id": consultation_id,
+        "state": state,
+        "waiting": waiting,
+        "in_call": in_call,
+        "host_present": host_present,
+    }
