@@ -72,7 +72,7 @@ echo "== pytest"
 # fails at once; so does anything but "tests failed" (exit 1), e.g. a collection error.
 cache_dir=${TELECONSULT_TEST_CACHE_DIR:-artifacts/pytest-cache}
 rm -rf "$cache_dir"
-max_rerun=${MAX_RERUN:-5}
+max_rerun=${MAX_RERUN:-10}
 set +e
 python -m pytest -q -o cache_dir="$cache_dir" "$@"
 rc=$?
