@@ -59,6 +59,13 @@ class SendLog:
         self.sent[seq] = (publisher, time.monotonic())
         return seq
 
+    def discard(self, seq: int) -> None:
+        """The frame numbered `seq` was not sent after all (E2EE: no key yet)."""
+        self.sent.pop(seq, None)
+
+    def seqs_of(self, publisher: str) -> set[int]:
+        return {seq for seq, (who, _) in self.sent.items() if who == publisher}
+
     def seqs_between(self, publisher: str, start: float, end: float) -> set[int]:
         return {seq for seq, (who, at) in self.sent.items() if who == publisher and start <= at < end}
 
@@ -195,14 +202,18 @@ class PreEncodedTrack(PacedTrack):
             n = await self._next_slot()
             data = self._packets[self._index]
             self._index = (self._index + 1) % len(self._packets)
-            if self._send_log is not None:
-                data = add_trailer(data, self._send_log.record(self.publisher))
+            log = self._send_log
+            seq = None if log is None else log.record(self.publisher)
+            if seq is not None:
+                data = add_trailer(data, seq)
             if self.transform is None:
                 break
             sealed = self.transform(self.kind, data)
             if sealed is not None:
                 data = sealed
                 break
+            if log is not None and seq is not None:
+                log.discard(seq)
             self._skipped()  # not sent (no key yet): keep the real-time pace
             self.frames_skipped += 1
         packet = av.Packet(data)
