@@ -44,11 +44,20 @@ async def test_redis_stopped_for_5_s_mid_call(tmp_path: Path) -> None:
             assert "unavailable" in newcomer.body and "message" in newcomer.body
             await wait_for_condition(lambda: time.monotonic() - down_at >= OUTAGE_S, timeout_s=OUTAGE_S + 1,
                                      what="the 5 s outage")
+            up_at = time.monotonic()
             during = {key: (pc if key[0] == hc.participant_id else hc).media.frames_from(*key) - before
                       for key, before in counts.items()}
-            print(f"\n[cluster] frames received during the {OUTAGE_S:.0f} s Redis outage: {during}")
-            assert all(n >= 5 * 20 for (pid, kind), n in during.items() if kind == "video"), during
-            assert all(n >= 5 * 40 for (pid, kind), n in during.items() if kind == "audio"), during
+            gaps = {key: round(stats.max_gap_between(down_at, up_at), 2)
+                    for key in counts
+                    if (stats := (pc if key[0] == hc.participant_id else hc).media.stats_from(*key)) is not None}
+            print(f"\n[cluster] frames received during the {up_at - down_at:.1f} s Redis outage: {during}; "
+                  f"longest gaps (s): {gaps}")
+            # Media kept flowing through the outage: no track paused for a second, and at least
+            # half of the 30 frames and 50 packets a second arrived (a loaded machine sends late).
+            assert len(gaps) == len(counts) and all(g <= 1.0 for g in gaps.values()), gaps
+            elapsed = up_at - down_at
+            assert all(n >= 15 * elapsed for (pid, kind), n in during.items() if kind == "video"), during
+            assert all(n >= 25 * elapsed for (pid, kind), n in during.items() if kind == "audio"), during
             assert hc.close_code is None and pc.close_code is None, "sockets stayed open"
             redis.start()
 
