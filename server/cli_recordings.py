@@ -76,11 +76,13 @@ async def _list(settings: Settings, args: argparse.Namespace, ctx: _Ctx) -> int:
     for d in docs:
         row = {"id": d["id"], "consultation_id": d["consultation_id"],
                "created_at": d["created_at"], "stopped_at": d.get("stopped_at"),
-               "state": d["state"], "files": [f["file"] for f in d.get("files", [])]}
+               "state": d["state"], "files": [f["file"] for f in d.get("files", [])],
+               "interrupted": bool(d.get("interrupted"))}
         if args.json:
             print(json.dumps(row, sort_keys=True), file=_out())
         else:
-            print(f"{row['id']}\t{row['consultation_id']}\t{row['state']}\t"
+            state = f"{row['state']} (interrupted)" if row["interrupted"] else row["state"]
+            print(f"{row['id']}\t{row['consultation_id']}\t{state}\t"
                   f"{len(row['files'])} file(s)", file=_out())
     return 0
 

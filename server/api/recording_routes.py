@@ -87,6 +87,7 @@ def _public(doc: dict[str, Any], who: dict[str, tuple[str, str]]) -> dict[str, A
         "created_at": doc["created_at"], "stopped_at": doc.get("stopped_at"),
         "state": doc["state"], "duration_ms": duration,
         "e2ee": bool(doc.get("e2ee")),  # True: the download is the sealed bundle (docs/e2ee.md)
+        "interrupted": bool(doc.get("interrupted")),  # its server stopped while recording
         "files": [{"name": str(f["file"]).removesuffix(".enc"),
                    "participant_id": f["participant_id"], "duration_ms": f["duration_ms"],
                    "offset_ms": int(f.get("offset_ms") or 0), **label(str(f["participant_id"]))}

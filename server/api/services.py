@@ -48,6 +48,7 @@ from .keys import (
     STORE,
     UNAUTHENTICATED_SOCKETS,
 )
+from .recording_recovery import recovering_interrupted
 from .recording_services import RecordingServices
 from .ws_admission import UnauthenticatedSockets
 
@@ -183,5 +184,7 @@ async def _recordings_ctx(app: web.Application) -> AsyncIterator[None]:
         hub.media, store=app[STORE], keys=services.keys, evidence=services.evidence,
         recordings_dir=settings.recordings_dir, clock=app[CLOCK],
         text_version=settings.consent_text_version, events=events_of(app),
-        e2ee_mode=lambda cid: hub.e2ee.mode(cid, hub.lobbies.get(cid)))
-    yield
+        e2ee_mode=lambda cid: hub.e2ee.mode(cid, hub.lobbies.get(cid)),
+        node_id=cluster.node_id if (cluster := app.get(CLUSTER)) is not None else "")
+    async with recovering_interrupted(app, services, events_of(app)):
+        yield

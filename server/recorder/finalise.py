@@ -17,6 +17,7 @@ No frame is decoded or re-encoded; the clusters are copied as they are (E2EE rec
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import struct
@@ -24,7 +25,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..recording.crypto import DataKey, DecryptResult, EncryptedWriter, iter_chunks
+from ..recording.crypto import DataKey, DecryptResult, EncryptedWriter, RecordingCryptoError, iter_chunks
 
 EBML_HEADER = 0x1A45DFA3
 SEGMENT = 0x18538067
@@ -169,8 +170,8 @@ def _uint8(eid: int, value: int) -> bytes:
     return _element(eid, value.to_bytes(8, "big"), size_width=1)
 
 
-def _scan(s: _Stream) -> _Layout:
-    lay = _Layout()
+def _scan(s: _Stream, into: _Layout | None = None) -> _Layout:
+    lay = into if into is not None else _Layout()
     if _read_id(s) != EBML_HEADER:
         raise WebmFinaliseError("not an EBML file")
     size = _read_size(s)
@@ -298,6 +299,18 @@ def _new_header(lay: _Layout) -> bytes:
 def _plaintext(path: Path, key: DataKey, result: list[DecryptResult]) -> Iterator[bytes]:
     with path.open("rb") as src:
         yield from iter_chunks(src, key, result)
+
+
+def playable_ms(path: Path, key: DataKey) -> int:
+    """How far a live WebM that was never closed (its process died) plays: the last block time
+    in its authentic prefix, 0 when it holds none. Reads the file once; never raises for what
+    the file holds (a cut element, a cut or unauthentic chunk)."""
+    lay = _Layout()
+    result: list[DecryptResult] = []
+    # the prefix read before a cut element or chunk is what plays
+    with contextlib.suppress(WebmFinaliseError, RecordingCryptoError, IndexError, struct.error):
+        _scan(_Stream(_plaintext(path, key, result)), lay)
+    return lay.last_time * lay.timecode_scale // 1_000_000
 
 
 def finalise_webm(path: Path, key: DataKey) -> FinalisedFile | None:

@@ -57,12 +57,24 @@ def _make_private_dir(parent: Path, directory: Path) -> None:
     directory.mkdir(mode=0o700)  # a fresh directory per recording; never reused
 
 
+RUNNING_INDEX = "running"  # present ("yes") while a record is not stopped: recovery.py finds them
+
+
+def recording_index(consultation_id: str, state: str) -> dict[str, str]:
+    """A recording record's store index: by consultation, and running until it is stopped."""
+    index = {"consultation_id": consultation_id}
+    if state != RecordingState.STOPPED.value:
+        index[RUNNING_INDEX] = "yes"
+    return index
+
+
 class RecordingSession:
     def __init__(self, *, recording_id: str, consultation_id: str, data_key: DataKey,
                  store: DocumentStore, directory: Path, clock: Clock,
                  request_keyframe: Callable[[str], None], events: EventSink = NO_EVENTS,
-                 e2ee: Mapping[str, Any] | None = None) -> None:
+                 e2ee: Mapping[str, Any] | None = None, node_id: str = "") -> None:
         self.recording_id = recording_id
+        self.node_id = node_id  # the cluster node writing it ("" on a single server)
         self._events = events
         self.e2ee = dict(e2ee) if e2ee else None  # E2EE: frames stored as they arrived, still encrypted
         self.consultation_id = consultation_id
@@ -87,7 +99,7 @@ class RecordingSession:
                     consultation_id: str, clock: Clock,
                     request_keyframe: Callable[[str], None],
                     recording_id: str | None = None, events: EventSink = NO_EVENTS,
-                    e2ee: Mapping[str, Any] | None = None) -> RecordingSession:
+                    e2ee: Mapping[str, Any] | None = None, node_id: str = "") -> RecordingSession:
         rec_id = _check_id(recording_id or f"rec-{secrets.token_hex(12)}", "recording id")
         _check_id(consultation_id, "consultation id")
         directory = recordings_dir / rec_id
@@ -95,7 +107,8 @@ class RecordingSession:
         data_key = await keys.create(rec_id)
         session = cls(recording_id=rec_id, consultation_id=consultation_id, data_key=data_key,
                       store=store, directory=directory, clock=clock,
-                      request_keyframe=request_keyframe, events=events, e2ee=e2ee)
+                      request_keyframe=request_keyframe, events=events, e2ee=e2ee,
+                      node_id=node_id)
         await session._save()
         return session
 
@@ -229,5 +242,5 @@ class RecordingSession:
                        "duration_ms": f.duration_ms, "offset_ms": self._offset_ms(f.file_name),
                        "error": f.error} for f in self._files],
             "duration_ms": self._duration_ms(),
-            "e2ee": self.e2ee,
-        }, index={"consultation_id": self.consultation_id})
+            "e2ee": self.e2ee, "node_id": self.node_id,
+        }, index=recording_index(self.consultation_id, self.state.value))

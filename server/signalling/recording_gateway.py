@@ -167,9 +167,11 @@ class RecordingMediaGateway:
 def recording_gateway(inner: MediaGateway, *, store: DocumentStore, keys: RecordingKeys,
                       evidence: ConsentEvidence, recordings_dir: Path, clock: Clock,
                       text_version: str, events: EventSink = NO_EVENTS,
-                      e2ee_mode: Callable[[str], str] | None = None) -> RecordingMediaGateway:
+                      e2ee_mode: Callable[[str], str] | None = None,
+                      node_id: str = "") -> RecordingMediaGateway:
     """Wrap `inner`; each consultation's controller records from `inner`'s SFU room.
-    `e2ee_mode(cid)` ("e2ee" | "hop"): the consultation's E2EE mode (escrow, docs/e2ee.md)."""
+    `e2ee_mode(cid)` ("e2ee" | "hop"): the consultation's E2EE mode (escrow, docs/e2ee.md).
+    `node_id`: the cluster node the recordings are written on, kept in their records."""
 
     def factory(cid: str, send: Send) -> RecordingController:
         escrow = None if e2ee_mode is None else RecordingEscrow(
@@ -182,7 +184,8 @@ def recording_gateway(inner: MediaGateway, *, store: DocumentStore, keys: Record
                 e2ee = {"recording_key_fingerprint": key.fingerprint if key else None}
             return await RecordingSession.start(
                 store=store, keys=keys, recordings_dir=recordings_dir, consultation_id=cid,
-                clock=clock, request_keyframe=request_keyframe, events=events, e2ee=e2ee)
+                clock=clock, request_keyframe=request_keyframe, events=events, e2ee=e2ee,
+                node_id=node_id)
 
         def room() -> MediaRoomLike | None:
             return inner.rooms.get(cid) if isinstance(inner, SfuMediaGateway) else None

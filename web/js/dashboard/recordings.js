@@ -115,7 +115,7 @@ export class RecordingsPanel {
         h('span', { class: 'c-label', text: label }),
         h('span', { class: 'muted', text: fmtDate(rec.created_at) }),
         totalMs ? h('span', { class: 'muted', text: fmtDuration(totalMs) }) : null,
-        h('span', { class: 'state-pill', i18n: `recordings.state.${rec.state}` })),
+        h('span', { class: 'state-pill', i18n: rec.interrupted ? 'recordings.state.interrupted' : `recordings.state.${rec.state}` })),
       (rec.files || []).length ? files : h('p', { class: 'muted', i18n: 'recordings.noFiles' }),
       actions);
   }

@@ -1,0 +1,99 @@
+"""A server killed (SIGKILL: a power cut, an out-of-memory kill) while it records a call. Before,
+the record said "recording" for ever: no files listed, no export (it wants a stopped recording),
+never purged by the retention period. Now the next start closes it: stopped, marked
+interrupted, each participant's file listed with how far it plays. `recordings export`
+decrypts each file up to its last complete chunk and says it is truncated; av decodes what it
+holds, as far as the listing says."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import av
+
+from client.api import ApiClient
+from client.media import PreparedMedia
+from client.peer import MediaOptions
+from client.provision import provision_doctor
+from server.recording.crypto import DEFAULT_CHUNK_SIZE
+from tests.helpers.ops_helpers import call_through
+from tests.helpers.server_process import REPO, run_cli, running_server, server_env
+from tests.helpers.waiting import wait_for_condition
+
+
+def listed(env: dict[str, str]) -> list[dict[str, Any]]:
+    out = run_cli(["recordings", "list", "--json"], env)
+    assert out.returncode == 0, out.stderr
+    return [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
+
+
+def decoded(path: Path) -> tuple[int, float]:
+    """Video pictures av decodes from an exported WebM, and the last one's time (s)."""
+    pictures, last = 0, 0.0
+    with av.open(str(path)) as container:
+        for frame in container.decode(video=0):
+            pictures += 1
+            last = float(frame.time or 0.0)
+    return pictures, last
+
+
+async def test_a_recording_cut_by_a_killed_server_is_closed_at_the_next_start(tmp_path: Path) -> None:
+    env = server_env(tmp_path)
+    recordings = tmp_path / "recordings"
+    options = MediaOptions(prepared=PreparedMedia.build(seconds=2.0))
+    with running_server(tmp_path) as server:
+        creds = await provision_doctor(server.base_url, env, "dr.cut@example.test", cwd=REPO)
+        async with call_through(server.base_url, creds, consent=True, options=options) as call:
+            await call.host.request_recording()
+            await wait_for_condition(lambda: call.host.recording_state == "recording", timeout_s=20,
+                                     what="recording")
+
+            def sealed_chunks() -> bool:
+                files = list(recordings.rglob("*.webm.enc"))
+                return len(files) == 2 and all(f.stat().st_size > 3 * DEFAULT_CHUNK_SIZE for f in files)
+
+            await wait_for_condition(sealed_chunks, timeout_s=45, interval_s=0.1,
+                                     what="three sealed chunks in each participant's file",
+                                     seen=lambda: str({f.name: f.stat().st_size
+                                                       for f in recordings.rglob("*.enc")}))
+            server.process.kill()  # SIGKILL: no stop, no manifest, no finalising
+            server.process.wait(timeout=10)
+            killed_at = time.time()
+    before = listed(env)
+    assert [(r["state"], r["files"], r["interrupted"]) for r in before] == [("recording", [], False)], before
+    rid = str(before[0]["id"])
+    written = {p.name: p.stat().st_mtime for p in recordings.rglob("*.webm.enc")}
+
+    with running_server(tmp_path) as again:
+        await wait_for_condition(lambda: listed(env)[0]["state"] == "stopped", timeout_s=30,
+                                 interval_s=0.5, what="the interrupted recording closed",
+                                 seen=lambda: str(listed(env)))
+        after = listed(env)[0]
+        assert after["interrupted"] is True and sorted(after["files"]) == sorted(written)
+        assert max(written.values()) - 1 <= float(after["stopped_at"]) <= killed_at + 1
+        assert "was interrupted" in again.log_text()
+        staff = await ApiClient.open(again.base_url)
+        try:
+            # each TOTP code is accepted once (the first log-in used this step's): the next step's
+            await staff.login_staff(creds.email, creds.password, creds.totp_secret, at=time.time() + 30)
+            shown = (await staff.get("/api/recordings"))[0]
+        finally:
+            await staff.close()
+    assert shown["id"] == rid and shown["state"] == "stopped" and shown["interrupted"] is True
+    plays = {f["name"]: int(f["duration_ms"]) for f in shown["files"]}
+    assert len(plays) == 2 and all(ms >= 1000 for ms in plays.values()), plays
+    assert shown["duration_ms"] == max(plays.values())
+
+    out = tmp_path / "export"
+    exported = run_cli(["recordings", "export", rid, "--out", str(out)], env)
+    assert exported.returncode == 0, exported.stderr
+    assert "exported 2 file(s)" in exported.stdout and "2 truncated" in exported.stdout, exported.stdout
+    for name, ms in plays.items():
+        pictures, last = decoded(out / name)
+        print(f"\n[interrupted] {name}: listed {ms} ms, decoded {pictures} pictures to {last:.2f} s")
+        assert pictures >= 20, (name, pictures)
+        # what decodes is what the listing says plays (one frame and one cluster of slack)
+        assert abs(last * 1000 - ms) <= 1100, (name, last, ms)
