@@ -78,9 +78,11 @@ async def recovering_interrupted(app: web.Application, services: RecordingServic
     store, cluster = app[STORE], app.get(CLUSTER)
     started_at = app[CLOCK].now()
 
+    failed: set[str] = set()  # records that could not be closed: not retried by this process
+
     async def run(orphan: Orphan, *, every_record: bool) -> list[str]:
         return await recover_interrupted(store, services.keys, services.recordings_dir, orphan,
-                                         every_record=every_record, events=events)
+                                         every_record=every_record, events=events, failed=failed)
 
     async def left_by_my_predecessor(doc: Mapping[str, Any]) -> bool:
         if float(doc.get("created_at") or 0) >= started_at:

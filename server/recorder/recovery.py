@@ -22,6 +22,9 @@ from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from redis.exceptions import RedisError
+
+from ..errors import Unavailable
 from ..integrations.events import NO_EVENTS, EventSink, EventType
 from ..recording.crypto import DataKey
 from ..recording.keys import RecordingKeys
@@ -60,40 +63,56 @@ def _close_files(directory: Path, listed: set[str],
 
 async def recover_interrupted(store: DocumentStore, keys: RecordingKeys, recordings_dir: Path,
                               is_orphan: Callable[[Mapping[str, Any]], Awaitable[bool]], *,
-                              every_record: bool = False, events: EventSink = NO_EVENTS) -> list[str]:
+                              every_record: bool = False, events: EventSink = NO_EVENTS,
+                              failed: set[str] | None = None) -> list[str]:
     """Close every running record `is_orphan` says nobody holds; their ids. The running ones
     are found by their index; `every_record` reads all records instead (once, at start: records
     written before that index existed). A record whose directory this machine cannot see is
-    left to a process that can (its files are there)."""
+    left to a process that can (its files are there). Ids that fail are added to `failed` and
+    skipped when it is passed again."""
     closed: list[str] = []
+    failed = failed if failed is not None else set()
     docs = (await store.list_docs(RECORDING_KIND) if every_record
             else await store.find_docs(RECORDING_KIND, RUNNING_INDEX, "yes"))
     for doc in docs:
-        if doc.get("state") not in ACTIVE_STATES or not await is_orphan(doc):
+        rid = str(doc.get("id"))
+        if rid in failed or doc.get("state") not in ACTIVE_STATES or not await is_orphan(doc):
             continue
-        rid = str(doc["id"])
-        directory = recordings_dir / str(doc["directory"])
-        if not directory.is_dir():
-            log.debug("recording %s: its process is gone and its directory is not on this machine", rid)
-            continue
-        key = await keys.get(rid)
-        files = list(doc.get("files") or [])
-        entries, last_write = await asyncio.to_thread(
-            _close_files, directory, {str(f["file"]) for f in files}, key)
-        created = float(doc["created_at"])
-        stopped = max(created, last_write if last_write is not None else created)
-        fresh = await store.get_doc(RECORDING_KIND, rid)  # its owner may have stopped it meanwhile
-        if fresh is None or fresh.get("state") not in ACTIVE_STATES:
-            continue
-        await store.put_doc(RECORDING_KIND, rid, {
-            **fresh, "state": "stopped", "interrupted": True, "stopped_at": stopped,
-            "files": files + entries, "duration_ms": max(
-                (int(f.get("offset_ms") or 0) + int(f.get("duration_ms") or 0) for f in files + entries),
-                default=round((stopped - created) * 1000)),
-        }, index=recording_index(str(doc["consultation_id"]), "stopped"))
-        log.warning("recording %s of consultation %s was interrupted (its process stopped while "
-                    "recording); closed with %d files", rid, doc["consultation_id"], len(entries))
-        await events.emit(EventType.RECORDING_AVAILABLE, consultation_id=str(doc["consultation_id"]),
-                          recording_id=rid)
-        closed.append(rid)
+        try:
+            if await _close(store, keys, recordings_dir, doc, events):
+                closed.append(rid)
+        except (Unavailable, RedisError):
+            raise  # the store does not answer: the next sweep tries again
+        except Exception:  # one bad record (its key gone, a file unreadable) never stops the rest
+            failed.add(rid)
+            log.exception("closing the interrupted recording %s failed; not tried again by this process", rid)
     return closed
+
+
+async def _close(store: DocumentStore, keys: RecordingKeys, recordings_dir: Path,
+                 doc: Mapping[str, Any], events: EventSink) -> bool:
+    rid = str(doc["id"])
+    directory = recordings_dir / str(doc["directory"])
+    if not directory.is_dir():
+        log.debug("recording %s: its process is gone and its directory is not on this machine", rid)
+        return False
+    key = await keys.get(rid)
+    files = list(doc.get("files") or [])
+    entries, last_write = await asyncio.to_thread(
+        _close_files, directory, {str(f["file"]) for f in files}, key)
+    created = float(doc["created_at"])
+    stopped = max(created, last_write if last_write is not None else created)
+    fresh = await store.get_doc(RECORDING_KIND, rid)  # its owner may have stopped it meanwhile
+    if fresh is None or fresh.get("state") not in ACTIVE_STATES:
+        return False
+    await store.put_doc(RECORDING_KIND, rid, {
+        **fresh, "state": "stopped", "interrupted": True, "stopped_at": stopped,
+        "files": files + entries, "duration_ms": max(
+            (int(f.get("offset_ms") or 0) + int(f.get("duration_ms") or 0) for f in files + entries),
+            default=round((stopped - created) * 1000)),
+    }, index=recording_index(str(doc["consultation_id"]), "stopped"))
+    log.warning("recording %s of consultation %s was interrupted (its process stopped while "
+                "recording); closed with %d files", rid, doc["consultation_id"], len(entries))
+    await events.emit(EventType.RECORDING_AVAILABLE, consultation_id=str(doc["consultation_id"]),
+                      recording_id=rid)
+    return True
