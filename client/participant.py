@@ -259,6 +259,12 @@ class ConsultationClient:
             await self.send({"v": 1, "type": "leave"})
         await self.close()
 
+    async def abandon_socket(self, code: int = 4000) -> None:
+        """Close the socket as a browser closes one it gave up on (not a goodbye: 4000), and
+        keep the media going: the server holds the place (docs/api.md "Reconnecting")."""
+        if self._ws is not None:
+            await self._ws.close(code=code)
+
     async def close(self) -> None:
         if self._closed:
             return

@@ -120,6 +120,10 @@ class AiohttpFrames:
     def __init__(self, ws: web.WebSocketResponse) -> None:
         self._ws = ws
 
+    @property
+    def close_code(self) -> int | None:
+        return self._ws.close_code
+
     async def receive(self) -> Frame:
         msg = await self._ws.receive()
         if msg.type is WSMsgType.TEXT:
@@ -160,8 +164,7 @@ async def serve_socket(app: web.Application, cid: str, transport: Transport, fra
 
 
 def frames_close_code(frames: FrameSource) -> int | None:
-    ws = getattr(frames, "_ws", None)
-    return ws.close_code if isinstance(ws, web.WebSocketResponse) else None
+    return frames.close_code
 
 
 class _StaffGuard:

@@ -18,6 +18,11 @@ class FrameSource(Protocol):
         """The next frame; "closed" once the socket is gone."""
         ...
 
+    @property
+    def close_code(self) -> int | None:
+        """The close code the client sent, once the socket is gone (None: it sent none)."""
+        ...
+
 
 @dataclass(frozen=True)
 class SocketIdentity:

@@ -3,14 +3,15 @@ owner; any node accepts them and relays their frames, opaque, over the owner's c
 
 Ingress (the node the browser reached): authenticates the cookies as usual, asks placement who
 owns the consultation, and when it is another node publishes `open` (socket id, lease epoch, who
-opened it), then every frame as `in`/`bin`, then `gone`. What the owner sends back arrives as
-`out` (a text frame, written as is) or `close`. Owner: serves each relayed socket exactly like a
-local one (ws.serve_socket) — every message kind, E2EE and recording ones included, crosses
-unread. An `open` whose epoch is not the owner's current lease is refused with 1012, so a socket
-never lands on a fenced owner. Watchdogs (each heartbeat): the ingress closes 1012 a socket whose
-owner died or lost the lease (the client reconnects and the consultation is re-placed); the owner
-drops a socket whose ingress died. While Redis is away, sockets stay open (media does not use
-Redis); a frame that cannot be relayed gets an `unavailable` error.
+opened it), then every frame as `in`/`bin`, then `gone` with the client's close code (a goodbye,
+1000/1001, leaves the call; anything else holds the place, as locally). What the owner sends
+back arrives as `out` (a text frame, written as is) or `close`. Owner: serves each relayed
+socket exactly like a local one (ws.serve_socket) — every message kind, E2EE and recording ones
+included, crosses unread. An `open` whose epoch is not the owner's current lease is refused with
+1012, so a socket never lands on a fenced owner. Watchdogs (each heartbeat): the ingress closes
+1012 a socket whose owner died or lost the lease (the client reconnects and the consultation is
+re-placed); the owner drops a socket whose ingress died. While Redis is away, sockets stay open
+(media does not use Redis); a frame that cannot be relayed gets an `unavailable` error.
 
 HTTP lobby decisions and a participant's leave made on a non-owner node are forwarded to the
 owner (`decide`, `leave`) after the same checks as locally.
@@ -71,6 +72,7 @@ class _OwnedSocket:
     frames: asyncio.Queue[Frame] = field(default_factory=lambda: asyncio.Queue(OWNER_QUEUE))
     task: asyncio.Task[None] | None = None
     ingress_missed: int = 0  # consecutive watchdog checks that found the ingress node dead
+    close_code: int | None = None  # the client's, as the ingress saw it (1000/1001: a goodbye)
 
     async def receive(self) -> Frame:
         return await self.frames.get()
@@ -171,8 +173,8 @@ class SocketRelay:
             await ws.close(code=CLOSE_TRY_AGAIN, message=b"try again")
         finally:
             self._ingress.pop(sid, None)
-            with contextlib.suppress(Unavailable):
-                await self.node.send(owner, {"k": "gone", "sid": sid})
+            with contextlib.suppress(Unavailable):  # with the client's close code: a goodbye or not
+                await self.node.send(owner, {"k": "gone", "sid": sid, "code": ws.close_code})
             await cancel_and_wait(writer)  # a no-op cancel if it has ended already
             release()
 
@@ -242,6 +244,8 @@ class SocketRelay:
         elif kind == "bin":
             sock.push(Frame("binary", ""))
         else:
+            code = message.get("code")
+            sock.close_code = code if isinstance(code, int) and not isinstance(code, bool) else None
             sock.push(Frame("closed", ""))
 
     async def place_new(self, cid: str) -> None:
