@@ -2,7 +2,9 @@
 (390x844) the call comes before the side panel, so the patient's video is in view without
 scrolling; the patient's whole frame is shown (the rendered picture under the tile's object-fit
 is inside the tile: no side cropped); a tile enlarges to fill the window and back; the in-call
-toggles say whether they are pressed; a consultation without a label gets a real title; a used link is no longer offered."""
+toggles say whether they are pressed; a consultation without a label gets a real title; a used link is no longer offered.
+On a desktop, in a two-person call, one's own picture is a small tile beside the other's (a
+quarter of the width), not as large as it: for the patient and for the doctor."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from playwright.sync_api import sync_playwright
 
 from tests.helpers.browser_helpers import VIDEO_ALIVE, chromium, screenshot, wait_js, watched
 from tests.helpers.journey_steps import (
+    DESKTOP,
     PHONE,
     REMOTE_CAMERA,
     admit,
@@ -93,3 +96,30 @@ def test_doctor_on_a_phone_sees_the_whole_patient_picture_first(tmp_path: Path) 
             assert doctor.get_attribute("#btn-mic", "aria-pressed") == "true"
             assert doctor.get_attribute("#btn-cam", "aria-pressed") == "false"
             assert doctor.get_attribute("#btn-screen", "aria-pressed") == "false"
+
+
+TILE_BOXES = """() => Object.fromEntries([...document.querySelectorAll('#tiles > .tile')].map((t) => {
+  const r = t.getBoundingClientRect();
+  return [t.classList.contains('self') ? 'self' : 'other', { left: r.left, right: r.right, top: r.top, bottom: r.bottom, area: r.width * r.height }];
+}))"""
+
+
+def test_on_a_desktop_ones_own_picture_is_smaller_than_the_others(tmp_path: Path) -> None:
+    with running_server(tmp_path) as server, sync_playwright() as pw:
+        browser = chromium(pw)
+        with watched(browser) as watches:
+            doctor, doctor_watch = doctor_in_call(browser, server, tmp_path, viewport=DESKTOP)
+            watches.append(doctor_watch)
+            patient, patient_watch = patient_waiting(browser, patient_link(doctor), "Alice Patient",
+                                                     viewport=DESKTOP)
+            watches.append(patient_watch)
+            admit(doctor, "Alice Patient", patient)
+            for page, who in ((patient, "patient"), (doctor, "doctor")):
+                wait_js(page, VIDEO_ALIVE, f"the {who} sees the other", arg=[REMOTE_CAMERA, 5])
+                boxes = page.evaluate(TILE_BOXES)
+                screenshot(page, f"tiles-{who}-desktop-1280x800-en")
+                own, other = boxes["self"], boxes["other"]
+                assert other["area"] >= 4 * own["area"], (who, boxes)
+                apart = (own["left"] >= other["right"] or other["left"] >= own["right"]
+                         or own["top"] >= other["bottom"] or other["top"] >= own["bottom"])
+                assert apart, (who, boxes)  # side by side, never on top of the other
