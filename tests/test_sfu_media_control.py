@@ -136,6 +136,12 @@ async def test_screen_share_via_server_renegotiation() -> None:
     try:
         await connect_all(a, b, room=room)
         assert a.participant is not None
+        # A screen shared during a call whose camera b already shows. (Shared before b's
+        # decoder had its first camera picture, b's aiortc decoder had none 10 s later in about
+        # 3 runs in 10 on a loaded machine: aiortc, unlike a browser, sends no PLI when it
+        # cannot decode. Not looked into further: noted in the issue.)
+        await wait_for_condition(lambda: b.frames_from("a", "video") > 0, timeout_s=10,
+                                 what="b shows a's camera")
         offers_before = len(a.messages_of("offer"))
         # The client adds its screen track on the m-section the server offers for it.
         a.media.share_screen(GeneratedVideoTrack(fps=10))
@@ -146,7 +152,9 @@ async def test_screen_share_via_server_renegotiation() -> None:
                                  what="b receives a's screen share")
         published = [m for m in b.messages_of("track-published") if m["track"]["kind"] == "screen"]
         assert published and published[0]["participant_id"] == "a"
-        assert b.frames_from("a", "video") > 0
+        camera = b.frames_from("a", "video")
+        await wait_for_condition(lambda: b.frames_from("a", "video") > camera, timeout_s=10,
+                                 what="a's camera goes on beside the screen share")
         # Stop sharing: others are told.
         await a.participant.handle(RenegotiateMessage(frozenset({"audio", "video"})))
         await wait_for_condition(
