@@ -22,9 +22,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from redis.exceptions import RedisError
-
-from ..errors import Unavailable
+from ..errors import DomainError, Unavailable
 from ..integrations.events import NO_EVENTS, EventSink, EventType
 from ..recording.crypto import DataKey
 from ..recording.keys import RecordingKeys
@@ -81,9 +79,11 @@ async def recover_interrupted(store: DocumentStore, keys: RecordingKeys, recordi
         try:
             if await _close(store, keys, recordings_dir, doc, events):
                 closed.append(rid)
-        except (Unavailable, RedisError):
-            raise  # the store does not answer: the next sweep tries again
-        except Exception:  # one bad record (its key gone, a file unreadable) never stops the rest
+        except Unavailable:
+            raise  # the store does not answer: the next sweep tries again (so do its own errors)
+        except (DomainError, OSError, ValueError, KeyError, TypeError):
+            # this record's own trouble (its key destroyed, a file unreadable, a field missing)
+            # never stops the others
             failed.add(rid)
             log.exception("closing the interrupted recording %s failed; not tried again by this process", rid)
     return closed

@@ -2,7 +2,6 @@
 publishes, its mute state and network-quality reports, and its place held across a lost socket
 (suspend / resume, a restarted peer connection; reconnection.py, docs/sfu.md)."""
 
-
 from __future__ import annotations
 
 import asyncio
