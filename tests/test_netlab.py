@@ -74,7 +74,7 @@ while time.monotonic() < start + count / rate + 3.0:  # 3 s for the last echoes,
             seq, sent = struct.unpack("!Id", data[:12])
             got.append([seq, time.monotonic() - sent])
     except BlockingIOError:
-        time.sleep(0.0005)
+        time.sleep(0.0005)  # the sender loop's own pace between sends, not synchronisation
 print(json.dumps(got))
 """
 
