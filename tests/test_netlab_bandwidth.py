@@ -123,9 +123,9 @@ def test_capped_at_80_both_screens_go_audio_only_and_video_comes_back(tmp_path: 
         t0p = page_now(call.patient) / 1000
         shaped = time.monotonic()
         call.ns.shape("down", 80)
-        # The issue asks both screens within 10 s; that is not met reliably (BENCHMARKS §7b: 15.1 s
-        # in a bench run, 6.8-7.0 s in this test): the bound here is 20 s so that the test checks
-        # the switch itself, and the figure is printed and reported against the 10 s target.
+        # The issue asks both screens within 10 s: BENCHMARKS §7c measures 6.3-8.1 s on today's main
+        # (§7b, before the encoding-advice change: 15.1 s), this test 6.8-7.4 s. The bound here is
+        # 20 s so that a slower machine does not fail the switch itself; the figure is printed.
         wait_js(call.patient, AUDIO_ONLY, "the patient's screen says audio only", timeout_s=SWITCH_BOUND_S,
                 arg="self")
         wait_js(call.doctor, AUDIO_ONLY, "the doctor's screen says the patient is audio only",
