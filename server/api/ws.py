@@ -154,17 +154,13 @@ async def serve_socket(app: web.Application, cid: str, transport: Transport, fra
         await _serve(frames, conn, staff, on_authenticated)
     finally:
         staff.forget(conn)
-        await conn.on_disconnect(frames_close_code(frames))
-        close_code = conn.close_code or frames_close_code(frames)
+        await conn.on_disconnect(frames.close_code)
+        close_code = conn.close_code or frames.close_code
         log.info(
             "websocket closed for consultation %s participant %s code %s",
             cid, conn.participant_id or "-", close_code,
         )
         metrics.websocket_closed(close_code)
-
-
-def frames_close_code(frames: FrameSource) -> int | None:
-    return frames.close_code
 
 
 class _StaffGuard:

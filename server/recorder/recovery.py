@@ -37,7 +37,7 @@ INTERRUPTED_ERROR = "interrupted: the server stopped while recording; the file p
 LIVE_SUFFIX = ".webm.enc"
 
 
-def _file_entry(path: Path, key: DataKey, offset_ms: int) -> dict[str, Any]:
+def _file_entry(path: Path, key: DataKey) -> dict[str, Any]:
     digest = hashlib.sha256()
     with path.open("rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -45,7 +45,7 @@ def _file_entry(path: Path, key: DataKey, offset_ms: int) -> dict[str, Any]:
     participant = path.name.removesuffix(LIVE_SUFFIX).split("-", 1)[-1]
     return {"participant_id": participant, "file": path.name, "bytes": path.stat().st_size,
             "sha256": digest.hexdigest(), "duration_ms": playable_ms(path, key),
-            "offset_ms": offset_ms, "error": INTERRUPTED_ERROR}
+            "offset_ms": 0, "error": INTERRUPTED_ERROR}  # the join times were in the lost session
 
 
 def _close_files(directory: Path, listed: set[str],
@@ -54,7 +54,7 @@ def _close_files(directory: Path, listed: set[str],
     if not directory.is_dir():
         return [], None
     paths = sorted(p for p in directory.iterdir() if p.name.endswith(LIVE_SUFFIX) and p.name not in listed)
-    entries = [_file_entry(p, key, 0) for p in paths]
+    entries = [_file_entry(p, key) for p in paths]
     last = max((p.stat().st_mtime for p in paths), default=None)
     return entries, last
 
