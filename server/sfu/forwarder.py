@@ -217,8 +217,8 @@ class PublishedTrack:
                 subscriber.push(self, frame)
 
     def on_rtp(self, packet: Any) -> None:
-        """One RTP packet from the publisher (an aiortc RtpPacket, RTX unwrapped, `_data` the
-        depayloaded bytes), forwarded to every subscriber in this same call (DESIGN D10)."""
+        """One RTP packet from the publisher (an aiortc RtpPacket, RTX unwrapped), forwarded
+        to every subscriber in this same call (DESIGN D10)."""
         payload: bytes = packet.payload
         if not payload or self._closed or self._clock is None:
             return
@@ -243,8 +243,9 @@ class PublishedTrack:
             metrics.RECEIVED_BY_KIND[self.kind].inc()
         tap = self._taps.frame_tap if self._taps is not None else None
         if self._sinks or tap is not None:
+            data = payload if vp8 is None else payload[vp8.size:]  # what a depayloader returns
             frame = self._assembler.add(packet.sequence_number, packet.timestamp, packet.marker,
-                                        packet._data, starts_key, starts_frame)
+                                        data, starts_key, starts_frame)
             if tap is not None:
                 self._forward_tapped(tap, packet, vp8, frame, starts_frame, now)
             if frame is not None and self._sinks:
