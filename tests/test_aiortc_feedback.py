@@ -4,10 +4,11 @@ aiortc_hook.PacketOutput) makes about aiortc internals, one test each."""
 from __future__ import annotations
 
 import inspect
+import random
 import time
 
 from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender
-from aiortc.rate import RemoteBitrateEstimator
+from aiortc.rate import RateCounter, RemoteBitrateEstimator
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpParameters
 from aiortc.rtp import (
@@ -103,6 +104,39 @@ async def test_capped_estimate_is_the_smaller_of_aiortcs_and_the_cap() -> None:
     # wrapping again does not stack wrappers
     again = aiortc_feedback.cap_receiver_estimate(receiver, lambda: None)
     assert again is not None and again._inner is capped._inner
+    assert isinstance(capped._inner.incoming_bitrate, aiortc_feedback.RateWindow)
+
+
+def test_rate_window_gives_aiortcs_rate_counter_figures() -> None:
+    """`RemoteBitrateEstimator` keeps its incoming rate in `incoming_bitrate`, a RateCounter
+    (1000 ms, scale 8000) it only calls `add`, `rate` and `reset` on; a RateWindow gives the
+    same figures for the same calls: steady packets, bursts, gaps longer than the window."""
+    source = inspect.getsource(RemoteBitrateEstimator)
+    assert "self.incoming_bitrate = RateCounter(1000, 8000)" in source
+    used = {name for name in ("add", "rate", "reset", "_erase_old", "_total", "_buckets")
+            if f"self.incoming_bitrate.{name}" in source}
+    assert used == {"add", "rate", "reset"}
+    rng = random.Random(14)
+    for _ in range(40):
+        ours, theirs = aiortc_feedback.RateWindow(1000, 8000), RateCounter(1000, 8000)
+        now = rng.randrange(0, 10**9)
+        for _ in range(600):
+            now += rng.choice((0, 0, 1, 2, 5, 9, 33, 400, 999, 1000, 1001, 2500))
+            action = rng.random()
+            if action < 0.02:
+                ours.reset()
+                theirs.reset()
+            elif action < 0.5:
+                assert ours.rate(now) == theirs.rate(now)
+            else:
+                size = rng.randrange(0, 1300)
+                ours.add(size, now)
+                theirs.add(size, now)
+        assert ours.rate(now) == theirs.rate(now)
+    estimator = RemoteBitrateEstimator()
+    assert isinstance(estimator.incoming_bitrate, RateCounter)
+    like = aiortc_feedback.RateWindow.like(estimator.incoming_bitrate)
+    assert (like._window_size, like._scale) == (1000, 8000)
 
 
 async def test_packet_output_stamps_abs_send_time_when_negotiated() -> None:

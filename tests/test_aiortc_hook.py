@@ -10,6 +10,7 @@ from fractions import Fraction
 
 import aioice.ice
 import av
+import pytest
 from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender, rtcrtpreceiver
 from aiortc.codecs import CODECS
 from aiortc.jitterbuffer import JitterFrame
@@ -243,7 +244,7 @@ def test_aioice_hands_datagrams_to_connection_data_received_and_dtls_handles_rtp
     from aiortc.rtcdtlstransport import RTCDtlsTransport
 
     assert "self.receiver.data_received(data, self.local_candidate.component)" in inspect.getsource(
-        aioice.ice.StunProtocol.datagram_received)
+        aiortc_hook._ORIGINAL_DATAGRAM_RECEIVED)
     assert list(inspect.signature(aioice.ice.Connection.data_received).parameters) == [
         "self", "data", "component"]
     assert list(inspect.signature(RTCDtlsTransport._handle_rtp_data).parameters) == [
@@ -251,6 +252,48 @@ def test_aioice_hands_datagrams_to_connection_data_received_and_dtls_handles_rtp
     recv_next = inspect.getsource(RTCDtlsTransport._recv_next)
     assert "self._rx_srtp.unprotect(data)" in recv_next
     assert "self.__handshake_done = True" in recv_next  # the gate: _DTLS_HANDSHAKE_DONE
+
+
+class _Receiver:
+    """What a StunProtocol calls on its aioice Connection, recorded."""
+
+    def __init__(self) -> None:
+        self.data: list[tuple[bytes, int]] = []
+        self.requests: list[object] = []
+
+    def data_received(self, data: bytes, component: int) -> None:
+        self.data.append((data, component))
+
+    def request_received(self, message: object, addr: object, protocol: object) -> None:
+        self.requests.append(message)
+
+
+async def test_datagrams_that_cannot_be_stun_skip_the_stun_parse() -> None:
+    """After install(), StunProtocol hands RTP, RTCP and DTLS (first byte > 3) straight to the
+    connection, and still parses STUN: a binding request reaches `request_received`."""
+    from aioice import stun
+    from aioice.candidate import Candidate
+
+    aiortc_hook.install()
+    assert aioice.ice.StunProtocol.datagram_received is aiortc_hook._datagram_received
+    receiver = _Receiver()
+    protocol = aioice.ice.StunProtocol(receiver)  # type: ignore[arg-type]
+    protocol.local_candidate = Candidate("1", 2, "udp", 1, "127.0.0.1", 9, "host")
+    rtp = bytes([0x80, 96]) + bytes(range(30))
+    dtls = bytes([22, 0xFE, 0xFD]) + bytes(40)
+    # an RTP packet whose sequence number reads as a matching STUN length: aioice alone
+    # would parse it as a STUN message and drop it
+    lookalike = bytes([0x80, 0x01, 0x00, 0x04]) + bytes(16) + bytes(4)
+    with pytest.raises(ValueError):
+        stun.parse_message(rtp)
+    for datagram in (rtp, dtls, lookalike):
+        protocol.datagram_received(datagram, ("127.0.0.1", 5000))
+    assert receiver.data == [(rtp, 2), (dtls, 2), (lookalike, 2)]
+    request = stun.Message(message_method=stun.Method.BINDING, message_class=stun.Class.REQUEST)
+    protocol.datagram_received(bytes(request), ("127.0.0.1", 5000, 0, 0))
+    assert len(receiver.requests) == 1 and len(receiver.data) == 3
+    aiortc_hook._ORIGINAL_DATAGRAM_RECEIVED(protocol, lookalike, ("127.0.0.1", 5000))
+    assert len(receiver.data) == 3  # aioice's own parse takes it for STUN
 
 
 async def test_run_eagerly_finishes_in_the_call_or_continues_in_a_task() -> None:
@@ -288,3 +331,93 @@ async def test_connect_starts_receivers_with_receive_and_stop_goes_through_the_r
     await receiver.stop()
     await receiver.receive(RTCRtpReceiveParameters())
     assert receiver._RTCRtpReceiver__started is False  # type: ignore[attr-defined]
+
+
+async def test_synchronous_receive_mirrors_the_receivers_own_handling() -> None:
+    """SynchronousReceive re-does `_handle_rtp_packet` in one call: the steps and private names
+    it relies on must still be there, in the same order, and `_handle_rtp_data` must still be
+    only parse + route + `_handle_rtp_packet`."""
+    from aiortc.rtcdtlstransport import RTCDtlsTransport
+
+    handle = inspect.getsource(RTCRtpReceiver._handle_rtp_packet)
+    steps = ["if not self._enabled", "self.__remote_bitrate_estimator.add(",
+             "fci=pack_remb_fci(*remb)", "self.__active_ssrc[packet.ssrc] = clock.current_datetime()",
+             "self.__codecs.get(packet.payload_type)", "StreamStatistics(codec.clockRate)",
+             "self.__rtx_ssrc.get(packet.ssrc)", "unwrap_rtx(packet, payload_type=apt, ssrc=original_ssrc)",
+             "self.__nack_generator.add(packet)", "self._send_rtcp_nack(",
+             "self.__jitter_buffer.add(packet)"]
+    at = [handle.index(step) for step in steps]
+    assert at == sorted(at)
+    data = inspect.getsource(RTCDtlsTransport._handle_rtp_data)
+    for step in ("RtpPacket.parse(data, self._rtp_header_extensions_map)",
+                 "self._rtp_router.route_rtp(packet)",
+                 "await receiver._handle_rtp_packet(packet, arrival_time_ms=arrival_time_ms)"):
+        assert step in data
+    receiver = RTCPeerConnection().addTransceiver("video").receiver
+    for name in ("__active_ssrc", "__codecs", "__remote_streams", "__rtx_ssrc"):
+        assert isinstance(getattr(receiver, f"_RTCRtpReceiver{name}"), dict)
+    for name in ("__nack_generator", "__remote_bitrate_estimator", "__rtcp_ssrc"):
+        assert hasattr(receiver, f"_RTCRtpReceiver{name}")
+
+
+async def test_synchronous_receive_counts_unwraps_nacks_and_hands_packets_on() -> None:
+    """A real video receiver: statistics and the active SSRC are kept, RTX is unwrapped, a gap
+    sends one NACK naming the missing packets, a REMB goes out, the callback sees each packet."""
+    from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpReceiveParameters
+    from aiortc.rtp import RtcpPacket, RtpPacket, unpack_remb_fci
+
+    receiver = RTCPeerConnection().addTransceiver("video").receiver
+    vp8 = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=96)
+    rtx = RTCRtpCodecParameters(mimeType="video/rtx", clockRate=90000, payloadType=97,
+                                parameters={"apt": 96})
+    params = RTCRtpReceiveParameters(codecs=[vp8, rtx])
+    for codec in params.codecs:
+        receiver._RTCRtpReceiver__codecs[codec.payloadType] = codec  # type: ignore[attr-defined]
+    receiver._RTCRtpReceiver__rtx_ssrc[2222] = 1111  # type: ignore[attr-defined]
+    receiver._set_rtcp_ssrc(3333)
+    sent: list[bytes] = []
+
+    async def send_rtp(data: bytes) -> None:
+        sent.append(data)
+
+    receiver.transport._send_rtp = send_rtp  # type: ignore[method-assign]
+    estimates: list[dict[str, int]] = []
+
+    class Estimate:  # what aiortc's estimator returns once it has an estimate: (bps, ssrcs)
+        def add(self, **kwargs: int) -> tuple[int, list[int]] | None:
+            estimates.append(kwargs)
+            return (250_000, [1111]) if len(estimates) == 2 else None
+
+    receiver._RTCRtpReceiver__remote_bitrate_estimator = Estimate()  # type: ignore[attr-defined]
+    seen: list[RtpPacket] = []
+    aiortc_hook.take_rtp_packets(receiver, seen.append)
+    receive = getattr(receiver, aiortc_hook._SYNCHRONOUS_RECEIVE)
+
+    def media(seq: int, payload: bytes = b"\x10\x00\x00\x00") -> RtpPacket:
+        packet = RtpPacket(payload_type=96, sequence_number=seq, timestamp=seq * 3000, ssrc=1111,
+                           payload=payload)
+        packet.extensions.abs_send_time = (seq * 262) & 0xFFFFFF
+        return packet
+
+    for seq in (100, 101, 104):
+        receive(media(seq), 1_000 + seq)
+    assert [p.sequence_number for p in seen] == [100, 101, 104]
+    stats = receiver._RTCRtpReceiver__remote_streams[1111]  # type: ignore[attr-defined]
+    assert stats.packets_received == 3 and stats.max_seq == 104
+    assert [s.source for s in receiver.getSynchronizationSources()] == [1111]
+    nacks = [p for data in sent for p in RtcpPacket.parse(data) if getattr(p, "fmt", None) == 1
+             and hasattr(p, "lost")]
+    assert [p.lost for p in nacks] == [[102, 103]] and nacks[0].media_ssrc == 1111
+    assert [e["arrival_time_ms"] for e in estimates] == [1_100, 1_101, 1_104]
+    assert estimates[0]["payload_size"] == 4 and estimates[0]["ssrc"] == 1111
+    rembs = [p for data in sent for p in RtcpPacket.parse(data) if getattr(p, "fmt", None) == 15]
+    assert len(rembs) == 1 and unpack_remb_fci(rembs[0].fci) == (250_000, [1111])
+    retransmission = RtpPacket(payload_type=97, sequence_number=7, timestamp=102 * 3000,
+                               ssrc=2222, payload=(102).to_bytes(2, "big") + b"\x10\x00\x00\x00")
+    receive(retransmission, 1_300)
+    assert (seen[-1].ssrc, seen[-1].payload_type, seen[-1].sequence_number) == (1111, 96, 102)
+    assert seen[-1].payload == b"\x10\x00\x00\x00"
+    assert not hasattr(seen[-1], "_data")  # never depayloaded
+    receiver._enabled = False
+    receive(media(105), 1_400)
+    assert seen[-1].sequence_number == 102

@@ -9,6 +9,7 @@ missing but for 5 %; audio too."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import tarfile
@@ -103,7 +104,9 @@ async def test_recording_under_e2ee_escrow_export_sealed_and_open(
         await wait_for_condition(lambda: any(e.get("code") == "recording_key_missing"
                                              for e in host.errors), timeout_s=5,
                                  what="recording_key_missing")
-        registered = run_cli(["keys", "recording-public-key", "set", public], env)
+        # in a thread: a blocking CLI run would stall the clients' event loop for a second,
+        # and the backlog they then send in a burst would be what the recording starts with
+        registered = await asyncio.to_thread(run_cli, ["keys", "recording-public-key", "set", public], env)
         assert registered.returncode == 0, registered.stderr
         await host.request_recording()
         await wait_for_condition(lambda: host.recording_state == "recording", timeout_s=10,

@@ -12,17 +12,22 @@ subscriber's REMB only to set an encoder's target, which the SFU never has. So:
   estimate `_RTCRtpSender__rtt`).
 - `cap_receiver_estimate(receiver, cap)`: the receiver's estimator
   (`_RTCRtpReceiver__remote_bitrate_estimator`, whose `add(...)` returns the REMB aiortc sends)
-  is wrapped so the REMB to the publisher is min(aiortc's own estimate, `cap()`).
+  is wrapped so the REMB to the publisher is min(aiortc's own estimate, `cap()`). Its
+  incoming-bitrate counter (`RemoteBitrateEstimator.incoming_bitrate`, an aiortc `RateCounter`)
+  becomes a `RateWindow`: the same figures, without walking every elapsed millisecond on each
+  packet (it was most of the estimator's cost in the forwarding profile).
 """
 
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from aiortc import RTCRtpReceiver, RTCRtpSender
+from aiortc.rate import RateCounter
 from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, RtcpRrPacket, RtcpSrPacket, unpack_remb_fci
 
 log = logging.getLogger(__name__)
@@ -107,6 +112,67 @@ def cap_receiver_estimate(receiver: RTCRtpReceiver, cap: Callable[[], int | None
         return None
     if isinstance(inner, CappedEstimate):
         inner = inner._inner
+    counter = getattr(inner, _ESTIMATOR_RATE_COUNTER, None)
+    if isinstance(counter, RateCounter):
+        setattr(inner, _ESTIMATOR_RATE_COUNTER, RateWindow.like(counter))
     capped = CappedEstimate(inner, cap)
     setattr(receiver, _RECEIVER_ESTIMATOR, capped)
     return capped
+
+
+_ESTIMATOR_RATE_COUNTER = "incoming_bitrate"
+
+
+class RateWindow:
+    """aiortc's `RateCounter` (1 ms buckets over `window_size` ms, `rate()` = scale × total /
+    active window) with the same `add`, `rate` and `reset` results for arrival times that do
+    not go backwards, kept as a queue of (ms, value) with running totals: each packet costs
+    O(1) instead of one loop step per millisecond elapsed since the previous packet."""
+
+    __slots__ = ("_count", "_entries", "_origin_ms", "_scale", "_total", "_window_size")
+
+    def __init__(self, window_size: int, scale: int = 8000) -> None:
+        self._window_size = window_size
+        self._scale = scale
+        self._entries: deque[tuple[int, int]] = deque()
+        self._origin_ms: int | None = None
+        self._count = 0
+        self._total = 0
+
+    @classmethod
+    def like(cls, counter: RateCounter) -> RateWindow:
+        """An empty RateWindow with `counter`'s window and scale."""
+        return cls(counter._window_size, counter._scale)
+
+    def add(self, value: int, now_ms: int) -> None:
+        if self._origin_ms is None:
+            self._origin_ms = now_ms
+        else:
+            self._erase_old(now_ms)
+        self._entries.append((now_ms, value))
+        self._count += 1
+        self._total += value
+
+    def rate(self, now_ms: int) -> int | None:
+        if self._origin_ms is None:
+            return None
+        self._erase_old(now_ms)
+        active_window_size = now_ms - self._origin_ms + 1
+        if self._count > 0 and active_window_size > 1:
+            return round(self._scale * self._total / active_window_size)
+        return None
+
+    def reset(self) -> None:
+        self._entries.clear()
+        self._origin_ms = None
+        self._count = self._total = 0
+
+    def _erase_old(self, now_ms: int) -> None:
+        new_origin_ms = now_ms - self._window_size + 1
+        if self._origin_ms is not None and self._origin_ms < new_origin_ms:
+            self._origin_ms = new_origin_ms
+            entries = self._entries
+            while entries and entries[0][0] < new_origin_ms:
+                _, value = entries.popleft()
+                self._count -= 1
+                self._total -= value

@@ -21,6 +21,9 @@ of them, so an aiortc upgrade breaks one clearly named test instead of the media
   header-extension ids of the first exchange (aiortc's createOffer renumbers them, which
   Chromium rejects or silently stops media on).
 - `restrict_host_addresses(addresses)`: the addresses aioice gathers host candidates on.
+- `install()` also replaces `aioice.ice.StunProtocol.datagram_received` (`_datagram_received`):
+  a datagram whose first byte cannot start a STUN message goes straight to the connection's
+  `data_received`, as aioice does after its STUN parse fails.
 
 The packet path (DESIGN D10, docs/sfu.md):
 - `deliver_rtp_synchronously(dtls)`: SRTP from aioice's datagram callback straight through
@@ -52,8 +55,11 @@ from typing import Any
 import aioice.ice
 import av
 from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender, RTCSessionDescription, rtcrtpreceiver, sdp
+from aiortc import clock as aiortc_clock
+from aiortc.codecs import is_rtx
 from aiortc.mediastreams import MediaStreamTrack
-from aiortc.rtp import RtpPacket
+from aiortc.rtcrtpreceiver import StreamStatistics
+from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, RtpPacket, pack_remb_fci, unwrap_rtx
 
 _ENCODED_MARK = "_teleconsult_encoded"
 _ORIGINAL_DECODER_WORKER: Callable[..., None] = rtcrtpreceiver.decoder_worker
@@ -61,13 +67,29 @@ _ORIGINAL_GET_HOST_ADDRESSES: Callable[[bool, bool], list[str]] = aioice.ice.get
 
 
 def install() -> None:
-    """Install the encoded-forwarding worker (idempotent)."""
+    """Install the encoded-forwarding worker and the datagram demultiplexer (idempotent)."""
     rtcrtpreceiver.decoder_worker = _decoder_worker
+    aioice.ice.StunProtocol.datagram_received = _datagram_received  # type: ignore[method-assign,assignment]
 
 
 def installed() -> bool:
     """True once `install()` ran in this process."""
-    return rtcrtpreceiver.decoder_worker is _decoder_worker
+    return (rtcrtpreceiver.decoder_worker is _decoder_worker
+            and aioice.ice.StunProtocol.datagram_received is _datagram_received)
+
+
+_ORIGINAL_DATAGRAM_RECEIVED: Callable[..., None] = aioice.ice.StunProtocol.datagram_received
+
+
+def _datagram_received(self: Any, data: bytes, addr: tuple[Any, ...]) -> None:
+    """aioice's `StunProtocol.datagram_received` tries to parse every datagram as STUN and hands
+    what fails (`ValueError`) to `self.receiver.data_received(data, component)`. A STUN message
+    starts with a byte of 0-3 (RFC 7983; DTLS is 20-63, RTP and RTCP 128-191): anything else
+    goes to the receiver at once, without the failed parse and its exception per RTP packet."""
+    if data and data[0] > 3:
+        self.receiver.data_received(data, self.local_candidate.component)
+        return
+    _ORIGINAL_DATAGRAM_RECEIVED(self, data, addr)
 
 
 _RECEIVER_DECODER_QUEUE = "_RTCRtpReceiver__decoder_queue"
@@ -228,8 +250,82 @@ class _PacketTaker:
 
 def take_rtp_packets(receiver: RTCRtpReceiver, callback: RtpCallback) -> None:
     """Hand every RTP packet `receiver` gets to `callback(packet)` (an aiortc RtpPacket), in the
-    receiver's own call, instead of its jitter buffer. Call before the receiver starts."""
+    receiver's own call, instead of its jitter buffer. Call before the receiver starts.
+
+    On a transport that `deliver_rtp_synchronously` hooked, the packet goes through
+    `SynchronousReceive` (no coroutine, no depayloading); otherwise through aiortc's own
+    `_handle_rtp_packet`, whose jitter buffer `_PacketTaker` replaces."""
     setattr(receiver, _RECEIVER_JITTER_BUFFER, _PacketTaker(callback))
+    setattr(receiver, _SYNCHRONOUS_RECEIVE, SynchronousReceive(receiver, callback))
+
+
+_SYNCHRONOUS_RECEIVE = "_teleconsult_synchronous_receive"
+_RECEIVER_ACTIVE_SSRC = "_RTCRtpReceiver__active_ssrc"
+_RECEIVER_CODECS = "_RTCRtpReceiver__codecs"
+_RECEIVER_REMOTE_STREAMS = "_RTCRtpReceiver__remote_streams"
+_RECEIVER_RTX_SSRC = "_RTCRtpReceiver__rtx_ssrc"
+_RECEIVER_NACK_GENERATOR = "_RTCRtpReceiver__nack_generator"
+_RECEIVER_ESTIMATOR = "_RTCRtpReceiver__remote_bitrate_estimator"
+_RECEIVER_RTCP_SSRC = "_RTCRtpReceiver__rtcp_ssrc"
+_ACTIVE_SSRC_REFRESH_MS = 1000  # getSynchronizationSources() looks 10 s back
+
+
+class SynchronousReceive:
+    """`RTCRtpReceiver._handle_rtp_packet` (aiortc 1.16.0) for a receiver whose packets are
+    forwarded, as one plain call: the same REMB estimate and feedback, the same receiver
+    statistics (its receiver reports), RTX unwrapping and NACKs, then `callback(packet)`.
+
+    Left out, because a forwarded packet needs none of them: the coroutine (two per packet
+    with `_handle_rtp_data`), depayloading (`packet._data` is not set: the forwarder reads the
+    VP8 descriptor itself), the jitter buffer and the decoder-error PLI (nothing decodes), and
+    the per-packet debug log. The active-SSRC time (`getSynchronizationSources`, read by
+    `send_pli`) is refreshed once a second per SSRC instead of on every packet. The RTCP it
+    sends (a REMB about once a second, a NACK per gap) goes through `run_eagerly`."""
+
+    __slots__ = ("_callback", "_receiver", "_refreshed_ms")
+
+    def __init__(self, receiver: RTCRtpReceiver, callback: RtpCallback) -> None:
+        self._receiver: Any = receiver
+        self._callback = callback
+        self._refreshed_ms: dict[int, int] = {}
+
+    def __call__(self, packet: Any, arrival_ms: int) -> None:
+        receiver = self._receiver
+        if not receiver._enabled:
+            return
+        ssrc = packet.ssrc
+        estimator = getattr(receiver, _RECEIVER_ESTIMATOR)
+        if estimator is not None and packet.extensions.abs_send_time is not None:
+            remb = estimator.add(abs_send_time=packet.extensions.abs_send_time,
+                                 arrival_time_ms=arrival_ms,
+                                 payload_size=len(packet.payload) + packet.padding_size, ssrc=ssrc)
+            rtcp_ssrc = getattr(receiver, _RECEIVER_RTCP_SSRC)
+            if rtcp_ssrc is not None and remb is not None:
+                run_eagerly(receiver._send_rtcp(RtcpPsfbPacket(
+                    fmt=RTCP_PSFB_APP, ssrc=rtcp_ssrc, media_ssrc=0, fci=pack_remb_fci(*remb))))
+        if arrival_ms - self._refreshed_ms.get(ssrc, -_ACTIVE_SSRC_REFRESH_MS) >= _ACTIVE_SSRC_REFRESH_MS:
+            self._refreshed_ms[ssrc] = arrival_ms
+            getattr(receiver, _RECEIVER_ACTIVE_SSRC)[ssrc] = aiortc_clock.current_datetime()
+        codecs = getattr(receiver, _RECEIVER_CODECS)
+        codec = codecs.get(packet.payload_type)
+        if codec is None:
+            return
+        streams = getattr(receiver, _RECEIVER_REMOTE_STREAMS)
+        stream = streams.get(ssrc)
+        if stream is None:
+            stream = streams[ssrc] = StreamStatistics(codec.clockRate)
+        stream.add(packet)
+        if is_rtx(codec):
+            original_ssrc = getattr(receiver, _RECEIVER_RTX_SSRC).get(ssrc)
+            apt = codec.parameters.get("apt")
+            if (original_ssrc is None or len(packet.payload) < 2 or not isinstance(apt, int)
+                    or apt not in codecs):
+                return
+            packet = unwrap_rtx(packet, payload_type=apt, ssrc=original_ssrc)
+        nacks = getattr(receiver, _RECEIVER_NACK_GENERATOR)
+        if nacks is not None and nacks.add(packet):
+            run_eagerly(receiver._send_rtcp_nack(packet.ssrc, sorted(nacks.missing)))
+        self._callback(packet)
 
 
 _SENDER_MID = "_RTCRtpSender__mid"
@@ -435,12 +531,30 @@ def deliver_rtp_synchronously(dtls: Any) -> None:
             return
         arrival_ms = int((time.time() + _NTP_EPOCH_OFFSET) * 1000)  # aiortc clock.current_ms()
         try:
-            run_eagerly(dtls._handle_rtp_data(clear, arrival_time_ms=arrival_ms))
+            handle_rtp_data(dtls, clear, arrival_ms)
         except ConnectionError:  # closing (an RTCP send inside failed): the packet is dropped
             return
 
     connection.data_received = data_received
     setattr(connection, _DELIVERS_MARK, True)
+
+
+def handle_rtp_data(dtls: Any, clear: bytes, arrival_ms: int) -> None:
+    """`RTCDtlsTransport._handle_rtp_data` as a plain call: parse with the transport's
+    header-extension map, route, then the receiver's `SynchronousReceive` when it has one, or
+    else its own `_handle_rtp_packet` (run eagerly)."""
+    try:
+        packet = RtpPacket.parse(clear, dtls._rtp_header_extensions_map)
+    except ValueError:
+        return
+    receiver = dtls._rtp_router.route_rtp(packet)
+    if receiver is None:
+        return
+    synchronous = getattr(receiver, _SYNCHRONOUS_RECEIVE, None)
+    if synchronous is not None:
+        synchronous(packet, arrival_ms)
+    else:
+        run_eagerly(receiver._handle_rtp_packet(packet, arrival_time_ms=arrival_ms))
 
 
 def no_receive_after_close(receiver: RTCRtpReceiver) -> None:
