@@ -8,7 +8,7 @@ import random
 import time
 
 from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender
-from aiortc.rate import RateCounter, RemoteBitrateEstimator
+from aiortc.rate import OveruseEstimator, RateCounter, RemoteBitrateEstimator
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpParameters
 from aiortc.rtp import (
@@ -105,6 +105,7 @@ async def test_capped_estimate_is_the_smaller_of_aiortcs_and_the_cap() -> None:
     again = aiortc_feedback.cap_receiver_estimate(receiver, lambda: None)
     assert again is not None and again._inner is capped._inner
     assert isinstance(capped._inner.incoming_bitrate, aiortc_feedback.RateWindow)
+    assert "update_min_frame_period" in vars(capped._inner.estimator)  # the min() version
 
 
 def test_rate_window_gives_aiortcs_rate_counter_figures() -> None:
@@ -135,6 +136,13 @@ def test_rate_window_gives_aiortcs_rate_counter_figures() -> None:
         assert ours.rate(now) == theirs.rate(now)
     estimator = RemoteBitrateEstimator()
     assert isinstance(estimator.incoming_bitrate, RateCounter)
+    assert "self.update_min_frame_period(timestamp_delta_ms)" in inspect.getsource(OveruseEstimator)
+    ours_overuse, theirs_overuse = OveruseEstimator(), OveruseEstimator()
+    fast = aiortc_feedback._min_frame_period(ours_overuse)
+    for _ in range(500):
+        delta = rng.choice((rng.uniform(0, 70), 33.3, 0.0, 16.6))
+        assert fast(delta) == theirs_overuse.update_min_frame_period(delta)
+        assert ours_overuse.ts_delta_hist == theirs_overuse.ts_delta_hist
     like = aiortc_feedback.RateWindow.like(estimator.incoming_bitrate)
     assert (like._window_size, like._scale) == (1000, 8000)
 

@@ -19,6 +19,7 @@ from aiortc.rtcrtpreceiver import RemoteStreamTrack
 from aiortc.rtcrtptransceiver import RTCRtpTransceiver
 
 from server.sfu import aiortc_hook
+from tests.helpers.waiting import wait_for_condition
 
 
 def test_aiortc_version_is_the_pinned_one() -> None:
@@ -421,3 +422,65 @@ async def test_synchronous_receive_counts_unwraps_nacks_and_hands_packets_on() -
     receiver._enabled = False
     receive(media(105), 1_400)
     assert seen[-1].sequence_number == 102
+
+
+class _Datagrams(asyncio.DatagramProtocol):
+    """Every datagram with the event-loop iteration it arrived in."""
+
+    def __init__(self, ticks: list[int]) -> None:
+        self.got: list[tuple[bytes, int]] = []
+        self._ticks = ticks
+
+    def datagram_received(self, data: bytes, addr: object) -> None:
+        self.got.append((data, self._ticks[0]))
+
+
+async def test_batched_datagram_reads_take_a_burst_in_few_loop_iterations() -> None:
+    """asyncio's selector UDP transport reads one datagram per `_read_ready` call, registered
+    through `_add_reader`; batch_datagram_reads makes one call read up to 16, in order."""
+    import socket
+    from asyncio.selector_events import _SelectorDatagramTransport  # type: ignore[attr-defined]
+
+    read_ready = inspect.getsource(_SelectorDatagramTransport._read_ready)
+    assert "data, addr = self._sock.recvfrom(self.max_size)" in read_ready
+    assert "self._protocol.datagram_received(data, addr)" in read_ready
+    assert "self._add_reader(self._sock_fd, self._read_ready)" in inspect.getsource(
+        _SelectorDatagramTransport.resume_reading)
+    loop = asyncio.get_running_loop()
+    ticks = [0]
+
+    def tick() -> None:  # counts event-loop iterations
+        ticks[0] += 1
+        if not done.is_set():
+            loop.call_soon(tick)
+
+    done = asyncio.Event()
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        for batched in (False, True):
+            transport, protocol = await loop.create_datagram_endpoint(
+                lambda: _Datagrams(ticks), local_addr=("127.0.0.1", 0))
+            try:
+                await asyncio.sleep(0)  # connection_made, then the reader (both call_soon)
+                if batched:
+                    assert aiortc_hook.batch_datagram_reads(transport)
+                    assert not aiortc_hook.batch_datagram_reads(transport)  # once
+                address = transport.get_extra_info("sockname")
+                burst = [bytes([0x80, n]) * 20 for n in range(40)]
+                for datagram in burst:  # all queued in the socket before the loop runs again
+                    sender.sendto(datagram, address)
+                done.clear()
+                loop.call_soon(tick)
+                await wait_for_condition(lambda got=protocol.got: len(got) == 40, timeout_s=5, what="40 datagrams")
+                done.set()
+                assert [d for d, _ in protocol.got] == burst
+                iterations = len({t for _, t in protocol.got})
+                if batched:
+                    assert iterations <= 4, iterations  # 16 + 16 + 8
+                else:
+                    assert iterations >= 30, iterations  # one per iteration
+            finally:
+                transport.close()
+    finally:
+        sender.close()
+    assert not aiortc_hook.batch_datagram_reads(object())

@@ -15,7 +15,9 @@ subscriber's REMB only to set an encoder's target, which the SFU never has. So:
   is wrapped so the REMB to the publisher is min(aiortc's own estimate, `cap()`). Its
   incoming-bitrate counter (`RemoteBitrateEstimator.incoming_bitrate`, an aiortc `RateCounter`)
   becomes a `RateWindow`: the same figures, without walking every elapsed millisecond on each
-  packet (it was most of the estimator's cost in the forwarding profile).
+  packet (it was most of the estimator's cost in the forwarding profile), and its
+  `OveruseEstimator.update_min_frame_period` (a Python loop over the last 60 frame deltas, once
+  per frame) becomes `min()` over the same history (`_min_frame_period`).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiortc import RTCRtpReceiver, RTCRtpSender
-from aiortc.rate import RateCounter
+from aiortc.rate import MIN_FRAME_PERIOD_HISTORY_LENGTH, OveruseEstimator, RateCounter
 from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, RtcpRrPacket, RtcpSrPacket, unpack_remb_fci
 
 log = logging.getLogger(__name__)
@@ -115,6 +117,9 @@ def cap_receiver_estimate(receiver: RTCRtpReceiver, cap: Callable[[], int | None
     counter = getattr(inner, _ESTIMATOR_RATE_COUNTER, None)
     if isinstance(counter, RateCounter):
         setattr(inner, _ESTIMATOR_RATE_COUNTER, RateWindow.like(counter))
+    overuse = getattr(inner, "estimator", None)
+    if isinstance(overuse, OveruseEstimator):
+        overuse.update_min_frame_period = _min_frame_period(overuse)  # type: ignore[method-assign,assignment]
     capped = CappedEstimate(inner, cap)
     setattr(receiver, _RECEIVER_ESTIMATOR, capped)
     return capped
@@ -176,3 +181,19 @@ class RateWindow:
                 _, value = entries.popleft()
                 self._count -= 1
                 self._total -= value
+
+
+def _min_frame_period(overuse: OveruseEstimator) -> Callable[[float], float]:
+    """`OveruseEstimator.update_min_frame_period` for `overuse`: drop the oldest delta once
+    the history holds 60, return the smallest of the history and `ts_delta`, then remember
+    `ts_delta`; the same result as aiortc's loop, from the builtin `min`."""
+    history = overuse.ts_delta_hist
+
+    def update_min_frame_period(ts_delta: float) -> float:
+        if len(history) >= MIN_FRAME_PERIOD_HISTORY_LENGTH:
+            history.pop(0)
+        smallest = min(history, default=ts_delta)
+        history.append(ts_delta)
+        return ts_delta if ts_delta < smallest else smallest
+
+    return update_min_frame_period

@@ -29,6 +29,8 @@ The packet path (DESIGN D10, docs/sfu.md):
 - `deliver_rtp_synchronously(dtls)`: SRTP from aioice's datagram callback straight through
   unprotect, parse, routing and the receiver, in one call (`run_eagerly`), not through aioice's
   queue and aiortc's `_recv_next` task.
+- `batch_datagram_reads(transport)`: the connection's UDP sockets (done by
+  `deliver_rtp_synchronously`) read up to 16 datagrams per wake-up of the event loop.
 - `take_rtp_packets(receiver, callback)`: every RTP packet the receiver handled (RTX unwrapped,
   NACKs/REMB done) goes to `callback` in place of its private jitter buffer.
 - `PacketOutput(sender, on_nack)`: writes rewritten RTP for one sender straight to its
@@ -47,6 +49,7 @@ import queue
 import threading
 import time
 import weakref
+from asyncio.selector_events import _SelectorDatagramTransport  # type: ignore[attr-defined]
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -537,6 +540,51 @@ def deliver_rtp_synchronously(dtls: Any) -> None:
 
     connection.data_received = data_received
     setattr(connection, _DELIVERS_MARK, True)
+    for protocol in connection._protocols:
+        batch_datagram_reads(getattr(protocol, "transport", None))
+
+
+DATAGRAMS_PER_WAKEUP = 16
+
+
+def batch_datagram_reads(transport: Any) -> bool:
+    """Make a selector event loop's UDP transport read up to DATAGRAMS_PER_WAKEUP datagrams
+    each time its socket is readable, not one: a video frame arrives as a burst of packets, and
+    each extra one then costs a `recvfrom`, not a trip through `select` and the loop's ready
+    queue. Each datagram still reaches `protocol.datagram_received(data, addr)` (errors as
+    asyncio handles them); reading stops early once the socket is empty or the transport
+    closes. False (nothing done) for another transport (uvloop's, TURN's) or one already done.
+    Relies on asyncio's `_SelectorDatagramTransport._read_ready` (one `recvfrom` per call),
+    registered per fd through `_add_reader`, which `resume_reading` calls again."""
+    if type(transport) is not _SelectorDatagramTransport or getattr(transport, _BATCHED_MARK, False):
+        return False
+    sock = transport._sock
+
+    def read_ready() -> None:
+        for _ in range(DATAGRAMS_PER_WAKEUP):
+            if transport._conn_lost or transport._closing:
+                return
+            try:
+                data, addr = sock.recvfrom(transport.max_size)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                transport._protocol.error_received(exc)
+                return
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:
+                transport._fatal_error(exc, "Fatal read error on datagram transport")
+                return
+            transport._protocol.datagram_received(data, addr)
+
+    transport._read_ready = read_ready
+    setattr(transport, _BATCHED_MARK, True)
+    transport._add_reader(transport._sock_fd, read_ready)  # no-op while paused or closing
+    return True
+
+
+_BATCHED_MARK = "_teleconsult_batched_reads"
 
 
 def handle_rtp_data(dtls: Any, clear: bytes, arrival_ms: int) -> None:
