@@ -169,6 +169,69 @@ def measure(groups: list[Group], send_log: SendLog, start: float, end: float, ex
     }
 
 
+async def set_recording(hosts: list[ConsultationClient], everyone: list[ConsultationClient],
+                        on: bool, deadline: float) -> None:
+    """Every host asks to record (everyone consents) or stops; returns once all clients agree."""
+    for host in hosts:
+        if on:
+            await host.request_recording()
+        else:
+            await host.send({"v": 1, "type": "record-stop"})
+    wanted = "recording" if on else "off"
+    while not all(c.recording_state == wanted for c in everyone):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"recording not {wanted} everywhere in time")
+        await asyncio.sleep(0.1)  # poll of a bounded wait
+
+
+async def server_cores_over(pids: list[int], duration: float) -> float:
+    """The server processes' CPU over a window of `duration` seconds, in cores."""
+    cpu0, start = sum(map(cpu_seconds, pids)), time.monotonic()
+    await asyncio.sleep(duration)  # the measured window
+    return (sum(map(cpu_seconds, pids)) - cpu0) / (time.monotonic() - start)
+
+
+async def all_recordings_closed(staff: ApiClient, deadline: float) -> None:
+    """Until every recording on the server is stopped: its files closed and finalised."""
+    while any(r.get("state") != "stopped" for r in await staff.get("/api/recordings")):
+        if time.monotonic() > deadline:
+            raise TimeoutError("recordings not closed in time")
+        await asyncio.sleep(0.1)  # poll of a bounded wait
+
+
+async def record_ab(args: argparse.Namespace, groups: list[Group], hosts: list[ConsultationClient],
+                    everyone: list[ConsultationClient], setup_s: float, staff: ApiClient) -> dict[str, Any]:
+    """The same calls on the same server, plain and recorded windows in turn (plain, recorded,
+    ..., plain): each recorded window is compared with the plain windows on either side of it,
+    so a fresh server's own run-to-run spread cancels out."""
+    pids = [args.server_pid] if args.server_pid else []
+    pids += [int(p) for p in args.server_pids.split(",") if p]
+    await asyncio.sleep(args.warmup)  # warm-up before the first window
+    plain: list[float] = []
+    recorded: list[float] = []
+    start = time.monotonic()
+    for _ in range(args.record_ab):
+        plain.append(await server_cores_over(pids, args.duration))
+        await set_recording(hosts, everyone, True, time.monotonic() + 30)
+        await asyncio.sleep(args.warmup)  # the recorders open their files, keyframes arrive
+        recorded.append(await server_cores_over(pids, args.duration))
+        await set_recording(hosts, everyone, False, time.monotonic() + 30)
+        await all_recordings_closed(staff, time.monotonic() + 60)
+        await asyncio.sleep(args.warmup)  # settle before the next plain window
+    plain.append(await server_cores_over(pids, args.duration))
+    end = time.monotonic()
+    # each recorded window against the mean of the plain windows before and after it
+    overheads = [rec / ((plain[i] + plain[i + 1]) / 2) - 1 for i, rec in enumerate(recorded)]
+    return {
+        "mode": args.mode, "consultations": args.consultations, "party": args.party,
+        "setup_s": setup_s, "plain_cores": plain, "recorded_cores": recorded,
+        "overheads": overheads,
+        **measure(groups, SendLog(), start, end, exact=False),
+        "errors": sum(len(p.errors) for g in groups for p in g.peers),
+        "loadavg1": os.getloadavg()[0],
+    }
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     aiortc_hook.restrict_host_addresses(["127.0.0.1"])
     send_log = SendLog()
@@ -178,6 +241,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     extra_closers: list[Any] = []
     setup_start = time.monotonic()
     gate = asyncio.Semaphore(4)
+    staff: Any = None
     hosts: list[ConsultationClient] = []
     everyone: list[ConsultationClient] = []
     try:
@@ -208,13 +272,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 raise TimeoutError("media did not flow between every pair in time")
             await asyncio.sleep(0.1)  # poll of a bounded wait
         if args.record:
-            for host in hosts:
-                await host.request_recording()
-            while not all(c.recording_state == "recording" for c in everyone):
-                if time.monotonic() > deadline:
-                    raise TimeoutError("recording did not start everywhere in time")
-                await asyncio.sleep(0.1)  # poll of a bounded wait
+            await set_recording(hosts, everyone, True, deadline)
         setup_s = time.monotonic() - setup_start
+        if args.record_ab:
+            return await record_ab(args, groups, hosts, everyone, setup_s, staff)
         await asyncio.sleep(args.warmup)  # warm-up before the measured window
         print("WINDOW start", flush=True)
         pids = [args.server_pid] if args.server_pid else []
@@ -257,6 +318,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=3.0)
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--record", action="store_true", help="sfu: record every consultation")
+    parser.add_argument("--record-ab", type=int, default=0, metavar="PAIRS",
+                        help="sfu: PAIRS plain/recorded windows on the same calls, then a last plain one")
     parser.add_argument("--connect-timeout", type=float, default=60.0)
     args = parser.parse_args()
     result = asyncio.run(run(args))

@@ -2,6 +2,7 @@
 generator runs N 2-party consultations (pre-encoded 640x480 VP8 30 fps + Opus).
 
     python -m bench.profile_forwarding -n 6 --duration 20
+    python -m bench.profile_forwarding -n 4 --duration 20 --record   # while every call records
     python -m bench.profile_forwarding --smoke
 
 Prints the top functions by own time (self samples) and by inclusive time, over every thread
@@ -54,6 +55,7 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=20)
     parser.add_argument("--all-threads", dest="gil", action="store_false",
                         help="sample every thread, not only the one holding the GIL")
+    parser.add_argument("--record", action="store_true", help="every consultation recorded")
     parser.add_argument("--smoke", action="store_true")
     args = parser.parse_args()
     if args.smoke:
@@ -63,7 +65,8 @@ def main() -> None:
         raw = Path(tmp) / "profile.txt"
         cmd = [sys.executable, "-m", "bench.generator", "--mode", "sfu", "--base-url", server.base_url,
                "--server-pid", str(server.pid), "-n", str(args.consultations), "--party", "2",
-               "--warmup", "2", "--duration", str(args.duration + 3)]
+               "--warmup", "2", "--duration", str(args.duration + 3),
+               *(["--record"] if args.record else [])]
         generator = subprocess.Popen(cmd, cwd=REPO, env={**os.environ, **staff_env(server, 0)},
                                      stdout=subprocess.PIPE, text=True)
         assert generator.stdout is not None

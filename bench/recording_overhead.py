@@ -8,6 +8,12 @@ through the real API; with --record the host client sends `record-request` and t
 clients consent, so the server's own recording path (consent-gated RecordingSession on the
 SFU sinks, WebM muxing, AES-GCM encryption, files in the recordings directory) runs during the
 measured window. Prints a table and `SUMMARY recording ...`.
+
+By default one server runs the same N calls through alternating windows — plain, recorded,
+plain, ..., plain (`--repeat` recorded ones) — and each recorded window is compared with the
+mean of the plain windows on either side of it: fresh servers alone differ by up to ×1.8 in
+server CPU here, more than the effect being measured. `--fresh-servers` runs the older
+comparison, a fresh server per run, plain and recorded alternating.
 """
 
 from __future__ import annotations
@@ -26,10 +32,15 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=20.0)
     parser.add_argument("--repeat", type=int, default=2, help="alternate plain/recorded runs")
     parser.add_argument("--smoke", action="store_true")
+    parser.add_argument("--fresh-servers", action="store_true",
+                        help="a fresh server per run instead of alternating windows on one")
     args = parser.parse_args()
     if args.smoke:
         args.consultations, args.warmup, args.duration, args.repeat = 2, 1.0, 3.0, 1
     print(f"# machine: {machine()}", flush=True)
+    if not args.fresh_servers:
+        same_server(args)
+        return
     rows: list[list[object]] = []
     totals: dict[bool, list[float]] = {False: [], True: []}
     for i in range(args.repeat):
@@ -49,6 +60,30 @@ def main() -> None:
     recorded = sum(totals[True]) / len(totals[True])
     print(f"SUMMARY recording consultations={args.consultations} plain_cores={plain:.3f} "
           f"recorded_cores={recorded:.3f} overhead_pct={100 * (recorded - plain) / plain:.1f}", flush=True)
+
+
+def same_server(args: argparse.Namespace) -> None:
+    with running("server") as server:
+        result: dict[str, Any] = run_generator(
+            server, "sfu", args.consultations, 2, args.warmup, args.duration, staff_env(server, 0),
+            ("--record-ab", str(args.repeat)))
+        files = sum(1 for p in (server.data_dir / "recordings").rglob("*") if p.is_file())
+    plain, recorded, overheads = result["plain_cores"], result["recorded_cores"], result["overheads"]
+    rows: list[list[object]] = []
+    for i, cores in enumerate(plain):
+        rows.append([f"plain {i + 1}", cores, ""])
+        if i < len(recorded):
+            rows.append([f"recorded {i + 1}", recorded[i], f"{100 * overheads[i]:+.1f} %"])
+    print(table(["window", "server cores", "vs plain either side"], rows))
+    print(f"video ratio {result['video_ratio']:.3f}, audio ratio {result['audio_ratio']:.3f}, "
+          f"{files} files, errors {result['errors']}")
+    mean_plain = sum(plain) / len(plain)
+    mean_recorded = sum(recorded) / len(recorded)
+    print(f"SUMMARY recording consultations={args.consultations} same_server=1 "
+          f"windows={len(plain) + len(recorded)} "
+          f"plain_cores={mean_plain:.3f} recorded_cores={mean_recorded:.3f} "
+          f"overhead_pct={100 * sum(overheads) / len(overheads):.1f} "
+          f"overhead_pct_each={','.join(f'{100 * o:.1f}' for o in overheads)}", flush=True)
 
 
 if __name__ == "__main__":

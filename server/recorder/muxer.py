@@ -81,7 +81,7 @@ class RecorderState(Enum):
     CLOSED = "closed"
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class _Frame:
     kind: MediaKind
     data: bytes
@@ -103,7 +103,7 @@ def vp8_keyframe_size(data: bytes) -> tuple[int, int] | None:
             int.from_bytes(data[8:10], "little") & 0x3FFF)
 
 
-BATCH_S = 0.1  # how long packets gather on the event loop before one hand-off to the mux thread
+BATCH_S = 0.5  # how long packets gather on the event loop before one hand-off to the mux thread
 
 
 class ParticipantRecorder:

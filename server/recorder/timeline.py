@@ -63,7 +63,9 @@ class Timeline:
         track = self._tracks.setdefault(track_name, _Track())
         if track.needs_rebase:
             track.base_pts, track.base_out_s, track.needs_rebase = pts, media_s, False
-        out_s = track.base_out_s + float((pts - track.base_pts) * time_base)
+        # = float((pts - base_pts) * time_base), exactly (int / int rounds once, as float()
+        # of the Fraction does), without building a Fraction per packet
+        out_s = track.base_out_s + (pts - track.base_pts) * time_base.numerator / time_base.denominator
         if abs(out_s - media_s) > self._max_drift_s:
             track.base_pts, track.base_out_s = pts, media_s
             out_s = media_s
