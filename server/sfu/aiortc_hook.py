@@ -46,6 +46,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import queue
+import struct
 import threading
 import time
 import weakref
@@ -62,7 +63,7 @@ from aiortc import clock as aiortc_clock
 from aiortc.codecs import is_rtx
 from aiortc.mediastreams import MediaStreamTrack
 from aiortc.rtcrtpreceiver import StreamStatistics
-from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, RtpPacket, pack_remb_fci, unwrap_rtx
+from aiortc.rtp import RTCP_PSFB_APP, HeaderExtensions, RtcpPsfbPacket, RtpPacket, pack_remb_fci, unwrap_rtx
 
 _ENCODED_MARK = "_teleconsult_encoded"
 _ORIGINAL_DECODER_WORKER: Callable[..., None] = rtcrtpreceiver.decoder_worker
@@ -587,12 +588,99 @@ def batch_datagram_reads(transport: Any) -> bool:
 _BATCHED_MARK = "_teleconsult_batched_reads"
 
 
+_RTP_HEADER = struct.Struct("!BBHLL")
+_MAP_IDS = "_HeaderExtensionsMap__ids"
+
+
+def parse_rtp(data: bytes, extensions_map: Any) -> RtpPacket:
+    """`RtpPacket.parse(data, extensions_map)`: the same packet, the same ValueError for a
+    malformed one, in about a third of the time (one header unpack, the one-byte extension
+    elements read in place, one HeaderExtensions per packet instead of two). Two-byte header
+    extensions (which WebRTC peers do not send by default) go through aiortc's own map."""
+    if len(data) < 12:
+        raise ValueError("RTP packet length is less than 12 bytes")
+    v_p_x_cc, m_pt, sequence_number, timestamp, ssrc = _RTP_HEADER.unpack_from(data)
+    if v_p_x_cc >> 6 != 2:
+        raise ValueError("RTP packet has invalid version")
+    cc = v_p_x_cc & 0x0F
+    size = len(data)
+    pos = 12 + 4 * cc
+    if size < pos:
+        raise ValueError("RTP packet has truncated CSRC")
+    packet = RtpPacket.__new__(RtpPacket)
+    packet.version = 2
+    packet.marker = m_pt >> 7
+    packet.payload_type = m_pt & 0x7F
+    packet.sequence_number = sequence_number
+    packet.timestamp = timestamp
+    packet.ssrc = ssrc
+    packet.csrc = list(struct.unpack_from(f"!{cc}L", data, 12)) if cc else []
+    packet.padding_size = 0
+    if v_p_x_cc & 0x10:
+        if size < pos + 4:
+            raise ValueError("RTP packet has truncated extension profile / length")
+        profile = (data[pos] << 8) | data[pos + 1]
+        length = ((data[pos + 2] << 8) | data[pos + 3]) * 4
+        pos += 4
+        end = pos + length
+        if size < end:
+            raise ValueError("RTP packet has truncated extension value")
+        if profile == 0xBEDE:
+            packet.extensions = _one_byte_extensions(data, pos, end, getattr(extensions_map, _MAP_IDS))
+        else:
+            packet.extensions = extensions_map.get(profile, data[pos:end])
+        pos = end
+    else:
+        packet.extensions = HeaderExtensions()
+    if v_p_x_cc & 0x20:
+        padding = data[-1]
+        if not padding or padding > size - pos:
+            raise ValueError("RTP packet padding length is invalid")
+        packet.padding_size = padding
+        packet.payload = data[pos:-padding]
+    else:
+        packet.payload = data[pos:]
+    return packet
+
+
+def _one_byte_extensions(data: bytes, pos: int, end: int, ids: Any) -> HeaderExtensions:
+    """`HeaderExtensionsMap.get(0xBEDE, data[pos:end])` (RFC 8285 one-byte elements)."""
+    values = HeaderExtensions()
+    while pos < end:
+        first = data[pos]
+        if first == 0:  # padding
+            pos += 1
+            continue
+        x_id = first >> 4
+        x_length = (first & 0x0F) + 1
+        pos += 1
+        if end < pos + x_length:
+            raise ValueError("RTP one-byte header extension value is truncated")
+        if x_id == ids.mid:
+            values.mid = data[pos:pos + x_length].decode("utf8")
+        elif x_id == ids.repaired_rtp_stream_id:
+            values.repaired_rtp_stream_id = data[pos:pos + x_length].decode("ascii")
+        elif x_id == ids.rtp_stream_id:
+            values.rtp_stream_id = data[pos:pos + x_length].decode("ascii")
+        elif x_id == ids.abs_send_time:
+            values.abs_send_time = int.from_bytes(data[pos:pos + x_length], "big")
+        elif x_id == ids.transmission_offset:
+            values.transmission_offset = int.from_bytes(data[pos:pos + x_length], "big", signed=True)
+        elif x_id == ids.audio_level:
+            level = data[pos]
+            values.audio_level = (level & 0x80 == 0x80, level & 0x7F)
+        elif x_id == ids.transport_sequence_number:
+            values.transport_sequence_number = int.from_bytes(data[pos:pos + x_length], "big")
+        pos += x_length
+    return values
+
+
 def handle_rtp_data(dtls: Any, clear: bytes, arrival_ms: int) -> None:
     """`RTCDtlsTransport._handle_rtp_data` as a plain call: parse with the transport's
-    header-extension map, route, then the receiver's `SynchronousReceive` when it has one, or
-    else its own `_handle_rtp_packet` (run eagerly)."""
+    header-extension map (`parse_rtp`), route, then the receiver's `SynchronousReceive` when it
+    has one, or else its own `_handle_rtp_packet` (run eagerly)."""
     try:
-        packet = RtpPacket.parse(clear, dtls._rtp_header_extensions_map)
+        packet = parse_rtp(clear, dtls._rtp_header_extensions_map)
     except ValueError:
         return
     receiver = dtls._rtp_router.route_rtp(packet)
