@@ -20,7 +20,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -178,10 +178,28 @@ async def set_recording(hosts: list[ConsultationClient], everyone: list[Consulta
         else:
             await host.send({"v": 1, "type": "record-stop"})
     wanted = "recording" if on else "off"
-    while not all(c.recording_state == wanted for c in everyone):
+    await until(lambda: all(c.recording_state == wanted for c in everyone), deadline,
+                f"recording not {wanted} everywhere in time")
+
+
+async def until(condition: Callable[[], bool | Awaitable[bool]], deadline: float, failure: str) -> None:
+    """Poll `condition` (a plain or async callable) until it holds; TimeoutError(`failure`)
+    after `deadline` (time.monotonic())."""
+    while True:
+        held = condition()
+        if not isinstance(held, bool):
+            held = await held
+        if held:
+            return
         if time.monotonic() > deadline:
-            raise TimeoutError(f"recording not {wanted} everywhere in time")
+            raise TimeoutError(failure)
         await asyncio.sleep(0.1)  # poll of a bounded wait
+
+
+def server_pids(args: argparse.Namespace) -> list[int]:
+    """The measured server processes: --server-pid and every one of --server-pids."""
+    pids = [args.server_pid] if args.server_pid else []
+    return pids + [int(p) for p in args.server_pids.split(",") if p]
 
 
 async def server_cores_over(pids: list[int], duration: float) -> float:
@@ -193,10 +211,11 @@ async def server_cores_over(pids: list[int], duration: float) -> float:
 
 async def all_recordings_closed(staff: ApiClient, deadline: float) -> None:
     """Until every recording on the server is stopped: its files closed and finalised."""
-    while any(r.get("state") != "stopped" for r in await staff.get("/api/recordings")):
-        if time.monotonic() > deadline:
-            raise TimeoutError("recordings not closed in time")
-        await asyncio.sleep(0.1)  # poll of a bounded wait
+
+    async def closed() -> bool:
+        return all(r.get("state") == "stopped" for r in await staff.get("/api/recordings"))
+
+    await until(closed, deadline, "recordings not closed in time")
 
 
 async def record_ab(args: argparse.Namespace, groups: list[Group], hosts: list[ConsultationClient],
@@ -204,8 +223,7 @@ async def record_ab(args: argparse.Namespace, groups: list[Group], hosts: list[C
     """The same calls on the same server, plain and recorded windows in turn (plain, recorded,
     ..., plain): each recorded window is compared with the plain windows on either side of it,
     so a fresh server's own run-to-run spread cancels out."""
-    pids = [args.server_pid] if args.server_pid else []
-    pids += [int(p) for p in args.server_pids.split(",") if p]
+    pids = server_pids(args)
     await asyncio.sleep(args.warmup)  # warm-up before the first window
     plain: list[float] = []
     recorded: list[float] = []
@@ -267,10 +285,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     return await direct_group(i, options)
         groups = list(await asyncio.gather(*(make(i) for i in range(args.consultations))))
         deadline = time.monotonic() + args.connect_timeout
-        while not all_flowing(groups):
-            if time.monotonic() > deadline:
-                raise TimeoutError("media did not flow between every pair in time")
-            await asyncio.sleep(0.1)  # poll of a bounded wait
+        await until(lambda: all_flowing(groups), deadline, "media did not flow between every pair in time")
         if args.record:
             await set_recording(hosts, everyone, True, deadline)
         setup_s = time.monotonic() - setup_start
@@ -278,8 +293,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             return await record_ab(args, groups, hosts, everyone, setup_s, staff)
         await asyncio.sleep(args.warmup)  # warm-up before the measured window
         print("WINDOW start", flush=True)
-        pids = [args.server_pid] if args.server_pid else []
-        pids += [int(p) for p in args.server_pids.split(",") if p]  # a worker pool: every process
+        pids = server_pids(args)  # a worker pool: every process
         server_cpu0, own_cpu0, start = sum(map(cpu_seconds, pids)), time.process_time(), time.monotonic()
         packets0 = rtp_packets_sent(groups)
         await asyncio.sleep(args.duration)  # the measured window

@@ -462,7 +462,10 @@ async def test_batched_datagram_reads_take_a_burst_in_few_loop_iterations() -> N
             transport, protocol = await loop.create_datagram_endpoint(
                 lambda: _Datagrams(ticks), local_addr=("127.0.0.1", 0))
             try:
-                await asyncio.sleep(0)  # connection_made, then the reader (both call_soon)
+                fd = transport.get_extra_info("socket").fileno()
+                await wait_for_condition(  # asyncio registers the reader in a call_soon
+                    lambda fd=fd: fd in loop._selector.get_map(),  # type: ignore[attr-defined]
+                    timeout_s=5, what="the transport reading")
                 if batched:
                     assert aiortc_hook.batch_datagram_reads(transport)
                     assert not aiortc_hook.batch_datagram_reads(transport)  # once

@@ -134,14 +134,13 @@ class RateWindow:
     not go backwards, kept as a queue of (ms, value) with running totals: each packet costs
     O(1) instead of one loop step per millisecond elapsed since the previous packet."""
 
-    __slots__ = ("_count", "_entries", "_origin_ms", "_scale", "_total", "_window_size")
+    __slots__ = ("_entries", "_origin_ms", "_scale", "_total", "_window_size")
 
     def __init__(self, window_size: int, scale: int = 8000) -> None:
         self._window_size = window_size
         self._scale = scale
         self._entries: deque[tuple[int, int]] = deque()
         self._origin_ms: int | None = None
-        self._count = 0
         self._total = 0
 
     @classmethod
@@ -155,7 +154,6 @@ class RateWindow:
         else:
             self._erase_old(now_ms)
         self._entries.append((now_ms, value))
-        self._count += 1
         self._total += value
 
     def rate(self, now_ms: int) -> int | None:
@@ -163,14 +161,14 @@ class RateWindow:
             return None
         self._erase_old(now_ms)
         active_window_size = now_ms - self._origin_ms + 1
-        if self._count > 0 and active_window_size > 1:
+        if self._entries and active_window_size > 1:
             return round(self._scale * self._total / active_window_size)
         return None
 
     def reset(self) -> None:
         self._entries.clear()
         self._origin_ms = None
-        self._count = self._total = 0
+        self._total = 0
 
     def _erase_old(self, now_ms: int) -> None:
         new_origin_ms = now_ms - self._window_size + 1
@@ -178,9 +176,7 @@ class RateWindow:
             self._origin_ms = new_origin_ms
             entries = self._entries
             while entries and entries[0][0] < new_origin_ms:
-                _, value = entries.popleft()
-                self._count -= 1
-                self._total -= value
+                self._total -= entries.popleft()[1]
 
 
 def _min_frame_period(overuse: OveruseEstimator) -> Callable[[float], float]:
