@@ -62,6 +62,7 @@ from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender, RTCSessionDe
 from aiortc import clock as aiortc_clock
 from aiortc.codecs import is_rtx
 from aiortc.mediastreams import MediaStreamTrack
+from aiortc.rtcdtlstransport import State as DtlsState
 from aiortc.rtcrtpreceiver import StreamStatistics
 from aiortc.rtp import RTCP_PSFB_APP, HeaderExtensions, RtcpPsfbPacket, RtpPacket, pack_remb_fci, unwrap_rtx
 
@@ -412,24 +413,33 @@ class PacketOutput:
         """Payload octets sent so far (resends not counted), as the sender reports say."""
         return self._octets
 
-    def header_extension(self) -> bytes:
-        """The extension block for a packet sent now: the mid, and abs-send-time (6.18 fixed
-        point seconds, as aiortc's sender writes it) when negotiated."""
+    @staticmethod
+    def wall_time() -> float:
+        """Now, for `header_extension` and `send` of one packet (one clock read for both)."""
+        return time.time()
+
+    def header_extension(self, wall: float | None = None) -> bytes:
+        """The extension block for a packet sent at `wall` (default now): the mid, and
+        abs-send-time (6.18 fixed point seconds, as aiortc's sender writes it) when negotiated."""
         template = self._abs_send_time
         if template is None:
             return self.extension
         block, at = template
-        value = int((time.time() + _NTP_EPOCH_OFFSET) * 262144) & 0xFFFFFF
+        if wall is None:
+            wall = time.time()
+        value = int((wall + _NTP_EPOCH_OFFSET) * 262144) & 0xFFFFFF
         block[at] = value >> 16
         block[at + 1] = (value >> 8) & 0xFF
         block[at + 2] = value & 0xFF
         return bytes(block)
 
-    def send(self, data: bytes, timestamp: int, payload_size: int, *, count: bool = True) -> bool:
-        """Protect and send one RTP packet; update the sender-report counters (unless a resend)."""
+    def send(self, data: bytes, timestamp: int, payload_size: int, *, count: bool = True,
+             wall: float | None = None) -> bool:
+        """Protect and send one RTP packet; update the sender-report counters (unless a resend),
+        taking `wall` (default now) as its send time."""
         transport = self._sender.transport
         try:
-            if transport._state.name != "CONNECTED":
+            if transport._state is not DtlsState.CONNECTED:
                 return False
             pair = transport.transport._connection._nominated.get(1)
             if pair is None:
@@ -443,8 +453,9 @@ class PacketOutput:
             sender = self._sender
             self.packets_sent += 1
             self._octets += payload_size
-            setattr(sender, _SENDER_NTP_TIMESTAMP,
-                    int((time.time() + _NTP_EPOCH_OFFSET) * 4294967296.0))
+            if wall is None:
+                wall = time.time()
+            setattr(sender, _SENDER_NTP_TIMESTAMP, int((wall + _NTP_EPOCH_OFFSET) * 4294967296.0))
             setattr(sender, _SENDER_RTP_TIMESTAMP, timestamp)
             setattr(sender, _SENDER_OCTET_COUNT, self._octets)
             setattr(sender, _SENDER_PACKET_COUNT, self.packets_sent)

@@ -113,6 +113,9 @@ class PublishedTrack:
         self._pli_pending = False
         self._time_base = Fraction(1, CLOCK_RATES[self.kind])
         self.frames_in = 0
+        # the per-kind counters, bound once: the packet path bumps them on every packet
+        self._packets_counted = metrics.PACKETS_IN_BY_KIND[self.kind]
+        self._frames_counted = metrics.RECEIVED_BY_KIND[self.kind]
         self.keyframe_requests_sent = 0
         self.subscriber_cap: int | None = None  # bps its subscribers can take (bandwidth_control)
         self.estimate: Any = None  # aiortc_feedback.CappedEstimate of a packet-path video
@@ -220,15 +223,16 @@ class PublishedTrack:
         """One RTP packet from the publisher (an aiortc RtpPacket, RTX unwrapped), forwarded
         to every subscriber in this same call (DESIGN D10)."""
         payload: bytes = packet.payload
-        if not payload or self._closed or self._clock is None:
+        clock = self._clock
+        if not payload or self._closed or clock is None:
             return
-        metrics.PACKETS_IN_BY_KIND[self.kind].inc()
+        self._packets_counted.value += 1
         if self._muted:  # a muted track costs nothing beyond counting it
             if self.kind == "audio" or payload[0] & 0x17 == 0x10:
                 self.frames_in += 1
-                metrics.RECEIVED_BY_KIND[self.kind].inc()
+                self._frames_counted.value += 1
             return
-        now = self._clock.monotonic()
+        now = clock.monotonic()
         if self.kind == "video":
             vp8 = vp8_descriptor(payload)
             if vp8 is None:
@@ -240,7 +244,7 @@ class PublishedTrack:
             starts_frame = starts_key = True
         if starts_frame:
             self.frames_in += 1
-            metrics.RECEIVED_BY_KIND[self.kind].inc()
+            self._frames_counted.value += 1
         tap = self._taps.frame_tap if self._taps is not None else None
         if self._sinks or tap is not None:
             data = payload if vp8 is None else payload[vp8.size:]  # what a depayloader returns
@@ -342,6 +346,10 @@ class SubscriberTrack(MediaStreamTrack):
         self._stream: OutgoingStream | None = None
         self.frames_out = 0
         self.frames_dropped = 0
+        # the per-kind counters the packet path bumps on every packet, bound once
+        self._packets_out_counted = metrics.PACKETS_OUT_BY_KIND[kind]
+        self._packets_dropped_counted = metrics.PACKETS_DROPPED_BY_KIND[kind]
+        self._frames_out_counted = metrics.FORWARDED_BY_KIND[kind]
         self.paused = False  # audio only for this subscriber: its video is not forwarded
 
     # -- the packet path ------------------------------------------------------------------
@@ -386,19 +394,18 @@ class SubscriberTrack(MediaStreamTrack):
                     source.request_keyframe()
                 return
             self._waiting_keyframe = False
+        wall = output.wall_time()
         data = stream.rewrite(payload_type, packet.marker, packet.sequence_number,
-                              packet.timestamp, packet.payload, vp8, now, output.header_extension())
-        if data is None:  # stale or a duplicate
-            metrics.PACKETS_DROPPED_BY_KIND[self.kind].inc()
+                              packet.timestamp, packet.payload, vp8, now,
+                              output.header_extension(wall))
+        if data is None or not output.send(data, stream.written_ts, len(packet.payload),
+                                           wall=wall):
+            self._packets_dropped_counted.value += 1  # stale, a duplicate, or not sent
             return
-        if not output.send(data, (packet.timestamp + stream.ts_offset) & 0xFFFFFFFF,
-                           len(packet.payload)):
-            metrics.PACKETS_DROPPED_BY_KIND[self.kind].inc()
-            return
-        metrics.PACKETS_OUT_BY_KIND[self.kind].inc()
+        self._packets_out_counted.value += 1
         if starts_frame:
             self.frames_out += 1
-            metrics.FORWARDED_BY_KIND[self.kind].inc()
+            self._frames_out_counted.value += 1
 
     def _answer_nack(self, sequence_number: int) -> None:
         if self._stream is None or self._output is None:

@@ -109,6 +109,7 @@ class OutgoingStream:
         "resent",
         "ssrc",
         "upstream_lost",
+        "written_ts",
     )
 
     def __init__(self, ssrc: int, clock_rate: int, *, first_seq: int, first_ts: int) -> None:
@@ -131,10 +132,7 @@ class OutgoingStream:
         # sequence numbers this stream skipped because they never reached the server: a
         # subscriber counts them lost too, which says nothing about its own downlink
         self.upstream_lost = 0
-
-    @property
-    def ts_offset(self) -> int:
-        return self._ts_offset
+        self.written_ts = first_ts  # the RTP timestamp of the packet `rewrite` returned last
 
     def rebase(self) -> None:
         """The next packet written starts a new run (new source, resume after a drop)."""
@@ -162,7 +160,7 @@ class OutgoingStream:
         elif seq_newer(seq, self._base_seq) < 0:
             return None
         out_seq = (seq + self._seq_offset) & _U16
-        out_ts = (ts + self._ts_offset) & _U32
+        out_ts = self.written_ts = (ts + self._ts_offset) & _U32
         if vp8 is not None and (self._pid_offset or self._tl0_offset):
             buffer = bytearray(payload)
             if vp8.picture_id_at >= 0:
