@@ -27,8 +27,18 @@ def free_port() -> int:
 
 
 def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process (all its threads), in seconds."""
-    with open(f"/proc/{pid}/stat") as f:
+    """utime + stime of a process (all its threads, those ended too), in seconds."""
+    return cpu_seconds_of(f"/proc/{pid}/stat")
+
+
+def main_thread_cpu_seconds(pid: int) -> float:
+    """utime + stime of a process's main thread alone (the event loop's, for the server): what
+    `cpu_seconds` counts beyond it is its other threads' (e.g. the recorders' mux threads)."""
+    return cpu_seconds_of(f"/proc/{pid}/task/{pid}/stat")
+
+
+def cpu_seconds_of(stat_path: str) -> float:
+    with open(stat_path) as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICKS
 

@@ -26,7 +26,7 @@ from typing import Any
 
 import aiohttp
 
-from bench.common import cpu_seconds
+from bench.common import cpu_seconds, main_thread_cpu_seconds
 from client.api import ApiClient, token_from_link
 from client.e2ee import parse_fragment
 from client.media import PreparedMedia, SendLog
@@ -202,11 +202,15 @@ def server_pids(args: argparse.Namespace) -> list[int]:
     return pids + [int(p) for p in args.server_pids.split(",") if p]
 
 
-async def server_cores_over(pids: list[int], duration: float) -> float:
-    """The server processes' CPU over a window of `duration` seconds, in cores."""
-    cpu0, start = sum(map(cpu_seconds, pids)), time.monotonic()
+async def server_cores_over(pids: list[int], duration: float) -> tuple[float, float]:
+    """The server processes' CPU over a window of `duration` seconds, in cores: all of it, and
+    the part outside their main threads (the recorders' mux threads)."""
+    start = time.monotonic()
+    cpu0, main0 = sum(map(cpu_seconds, pids)), sum(map(main_thread_cpu_seconds, pids))
     await asyncio.sleep(duration)  # the measured window
-    return (sum(map(cpu_seconds, pids)) - cpu0) / (time.monotonic() - start)
+    window = time.monotonic() - start
+    cpu, main = sum(map(cpu_seconds, pids)) - cpu0, sum(map(main_thread_cpu_seconds, pids)) - main0
+    return cpu / window, (cpu - main) / window
 
 
 async def all_recordings_closed(staff: ApiClient, deadline: float) -> None:
@@ -225,8 +229,8 @@ async def record_ab(args: argparse.Namespace, groups: list[Group], hosts: list[C
     so a fresh server's own run-to-run spread cancels out."""
     pids = server_pids(args)
     await asyncio.sleep(args.warmup)  # warm-up before the first window
-    plain: list[float] = []
-    recorded: list[float] = []
+    plain: list[tuple[float, float]] = []
+    recorded: list[tuple[float, float]] = []
     start = time.monotonic()
     for _ in range(args.record_ab):
         plain.append(await server_cores_over(pids, args.duration))
@@ -238,11 +242,14 @@ async def record_ab(args: argparse.Namespace, groups: list[Group], hosts: list[C
         await asyncio.sleep(args.warmup)  # settle before the next plain window
     plain.append(await server_cores_over(pids, args.duration))
     end = time.monotonic()
+    plain_cores, recorded_cores = [p[0] for p in plain], [r[0] for r in recorded]
     # each recorded window against the mean of the plain windows before and after it
-    overheads = [rec / ((plain[i] + plain[i + 1]) / 2) - 1 for i, rec in enumerate(recorded)]
+    overheads = [rec / ((plain_cores[i] + plain_cores[i + 1]) / 2) - 1
+                 for i, rec in enumerate(recorded_cores)]
     return {
         "mode": args.mode, "consultations": args.consultations, "party": args.party,
-        "setup_s": setup_s, "plain_cores": plain, "recorded_cores": recorded,
+        "setup_s": setup_s, "plain_cores": plain_cores, "recorded_cores": recorded_cores,
+        "plain_side_cores": [p[1] for p in plain], "recorded_side_cores": [r[1] for r in recorded],
         "overheads": overheads,
         **measure(groups, SendLog(), start, end, exact=False),
         "errors": sum(len(p.errors) for g in groups for p in g.peers),

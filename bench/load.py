@@ -31,7 +31,8 @@ from client.provision import provision_doctor
 
 def run_generator(child: Child, mode: str, n: int, party: int, warmup: float, duration: float,
                   env_extra: dict[str, str], extra_args: tuple[str, ...] = (),
-                  pin: bool = False) -> dict[str, Any]:
+                  pin: bool = False, windows: int = 1) -> dict[str, Any]:
+    """The generator's RESULT; `windows`: how many measured windows (and warm-ups) it runs."""
     env = {**os.environ, **env_extra}
     if pin:
         pin_pool([child.pid])
@@ -39,7 +40,7 @@ def run_generator(child: Child, mode: str, n: int, party: int, warmup: float, du
            "--server-pid", str(child.pid), "-n", str(n), "--party", str(party),
            "--warmup", str(warmup), "--duration", str(duration), *extra_args]
     done = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True,
-                          timeout=120 + n * party * 5 + warmup + duration, check=False,
+                          timeout=120 + n * party * 5 + windows * (warmup + duration), check=False,
                           preexec_fn=generator_cpus if pin else None)
     for line in done.stdout.splitlines():
         if line.startswith("RESULT "):

@@ -12,8 +12,11 @@ measured window. Prints a table and `SUMMARY recording ...`.
 By default one server runs the same N calls through alternating windows — plain, recorded,
 plain, ..., plain (`--repeat` recorded ones) — and each recorded window is compared with the
 mean of the plain windows on either side of it: fresh servers alone differ by up to ×1.8 in
-server CPU here, more than the effect being measured. `--fresh-servers` runs the older
-comparison, a fresh server per run, plain and recorded alternating.
+server CPU here, more than the effect being measured. Each window also says how much of the
+server's CPU ran outside its main (event-loop) thread: the recorders' mux threads (muxing,
+encryption), so the two sides of the recording cost are told apart; the SUMMARY line gives
+both means. `--fresh-servers` runs the older comparison, a fresh server per run, plain and
+recorded alternating.
 """
 
 from __future__ import annotations
@@ -66,15 +69,17 @@ def same_server(args: argparse.Namespace) -> None:
     with running("server") as server:
         result: dict[str, Any] = run_generator(
             server, "sfu", args.consultations, 2, args.warmup, args.duration, staff_env(server, 0),
-            ("--record-ab", str(args.repeat)))
+            ("--record-ab", str(args.repeat)),
+            windows=2 * args.repeat + 1 + 3 * args.repeat)  # + a settle and a close per recording
         files = sum(1 for p in (server.data_dir / "recordings").rglob("*") if p.is_file())
     plain, recorded, overheads = result["plain_cores"], result["recorded_cores"], result["overheads"]
+    plain_side, recorded_side = result["plain_side_cores"], result["recorded_side_cores"]
     rows: list[list[object]] = []
     for i, cores in enumerate(plain):
-        rows.append([f"plain {i + 1}", cores, ""])
+        rows.append([f"plain {i + 1}", cores, plain_side[i], ""])
         if i < len(recorded):
-            rows.append([f"recorded {i + 1}", recorded[i], f"{100 * overheads[i]:+.1f} %"])
-    print(table(["window", "server cores", "vs plain either side"], rows))
+            rows.append([f"recorded {i + 1}", recorded[i], recorded_side[i], f"{100 * overheads[i]:+.1f} %"])
+    print(table(["window", "server cores", "outside the loop thread", "vs plain either side"], rows))
     print(f"video ratio {result['video_ratio']:.3f}, audio ratio {result['audio_ratio']:.3f}, "
           f"{files} files, errors {result['errors']}")
     mean_plain = sum(plain) / len(plain)
@@ -83,7 +88,10 @@ def same_server(args: argparse.Namespace) -> None:
           f"windows={len(plain) + len(recorded)} "
           f"plain_cores={mean_plain:.3f} recorded_cores={mean_recorded:.3f} "
           f"overhead_pct={100 * sum(overheads) / len(overheads):.1f} "
-          f"overhead_pct_each={','.join(f'{100 * o:.1f}' for o in overheads)}", flush=True)
+          f"overhead_pct_each={','.join(f'{100 * o:.1f}' for o in overheads)} "
+          f"side_thread_cores_recorded={sum(recorded_side) / len(recorded_side):.4f} "
+          f"side_thread_cores_plain={sum(plain_side) / len(plain_side):.4f}",
+          flush=True)
 
 
 if __name__ == "__main__":
