@@ -70,6 +70,9 @@ class Settings:
     cluster_node_ttl_s: float = 4.0  # a node silent this long counts as dead
     cluster_lease_ttl_s: float = 4.0  # a lease lapses this long after its owner stopped renewing
     cluster_idle_release_s: float = 30.0  # an owned consultation with no socket is released after this
+    # Each node re-announces the accounts it holds dashboards of this often; a remote entry lapses
+    # after three periods without one (docs/cluster.md "The doctor's dashboard").
+    cluster_dashboard_announce_s: float = 10.0
     drain_timeout_s: float = 4 * 3600.0  # a drain waits this long at most for running calls
     # Staff sessions (DESIGN §4).
     session_idle_s: int = 30 * 60
@@ -297,6 +300,8 @@ def _validate_operation(s: Settings, bad: Callable[[str, str], ConfigError]) -> 
     if not 0 < s.cluster_heartbeat_s < s.cluster_node_ttl_s or s.cluster_lease_ttl_s <= s.cluster_heartbeat_s:
         raise bad("cluster_heartbeat_s",
                   "must be positive and shorter than cluster_node_ttl_s and cluster_lease_ttl_s")
+    if s.cluster_dashboard_announce_s < s.cluster_heartbeat_s:
+        raise bad("cluster_dashboard_announce_s", "must be at least cluster_heartbeat_s")
     if s.cluster_idle_release_s < 0 or s.drain_timeout_s < 0:
         raise bad("cluster_idle_release_s", "durations must be zero or more seconds")
     if s.drain_grace_s < 0:

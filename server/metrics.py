@@ -125,6 +125,22 @@ WEBSOCKET_CLOSES = Counter(
 KNOWN_CLOSE_CODES = frozenset({1000, 1001, 1006, 1008, 1009, 1011, 4400, 4401, 4403, 4404,
                                4408, 4409, 4410, 4429})
 
+# -- doctors' dashboards -----------------------------------------------------------------------
+DASHBOARD_STATUSES = Counter(
+    "teleconsult_dashboard_statuses",
+    "Lobby changes of consultations owned here: outcome=published (a status went out: a"
+    " dashboard of the consultation's doctor is, or may be, open on some node), skipped (none is).",
+    ["outcome"], registry=REGISTRY)
+DASHBOARD_REMOTE_ACCOUNTS = Gauge(
+    "teleconsult_cluster_dashboard_remote_accounts",
+    "Accounts with a dashboard open on another node, as the announcements heard here tell.",
+    registry=REGISTRY)
+DASHBOARD_WATCH_SETTLED = Gauge(
+    "teleconsult_cluster_dashboard_watch_settled",
+    "1 when this node can tell which accounts have a dashboard open on the other nodes; 0 while"
+    " it cannot (Redis away, or less than an announcement round since it subscribed): it then"
+    " publishes every status.", registry=REGISTRY)
+
 # -- authentication ----------------------------------------------------------------------------
 LOGIN_FAILURES = Counter(
     "teleconsult_login_failures", "Failed staff logins by step (password, mfa).", ["step"],

@@ -26,8 +26,8 @@ async def dashboard_ws(request: web.Request) -> web.WebSocketResponse:
     await ws.prepare(request)
     conn = AiohttpTransport(ws)
     registry.add(principal.session_id_hash, conn)
-    hub.dashboard.add(principal.account_id, conn)
     try:
+        await hub.dashboard.open(principal.account_id, conn)  # announced before the ask below
         if not await registry.still_valid(principal.session_id_hash):
             return ws
         for status in await hub.statuses_for(principal.account_id):
@@ -37,6 +37,6 @@ async def dashboard_ws(request: web.Request) -> web.WebSocketResponse:
             if msg.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
                 break
     finally:
-        hub.dashboard.discard(principal.account_id, conn)
         registry.discard(principal.session_id_hash, conn)
+        await hub.dashboard.close(principal.account_id, conn)
     return ws

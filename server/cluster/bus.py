@@ -4,7 +4,8 @@ Messages are JSON objects; the bus does not look inside them beyond dispatching 
 Redis keeps each publisher connection's order, and the one reader task below hands messages to
 the handler in that order, so a relayed socket's frames arrive in the order they were sent.
 When the subscription breaks (Redis restarting), `on_link_lost` is called once per outage and
-the reader retries until it is back.
+the reader retries until it is back; `on_subscribed` is called each time the subscription
+(first or again) is in place.
 """
 
 from __future__ import annotations
@@ -33,10 +34,12 @@ REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, OSError)
 
 class ClusterBus:
     def __init__(self, client: aioredis.Redis, channels: dict[str, Handler],
-                 on_link_lost: Callable[[], Awaitable[None]] | None = None) -> None:
+                 on_link_lost: Callable[[], Awaitable[None]] | None = None,
+                 on_subscribed: Callable[[], None] | None = None) -> None:
         self._client = client
         self._channels = channels
         self._on_link_lost = on_link_lost
+        self._on_subscribed = on_subscribed
         self._task: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
         self.published = 0  # messages this node published (benchmarks)
@@ -68,6 +71,8 @@ class ClusterBus:
                 if lost:
                     log.info("cluster bus: subscribed again")
                 lost = False
+                if self._on_subscribed is not None:
+                    self._on_subscribed()
                 self._ready.set()
                 while True:
                     message = await pubsub.get_message(timeout=5.0)

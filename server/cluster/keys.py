@@ -8,7 +8,8 @@
     {p}cluster:fingerprint       the key material's fingerprint, PX (refreshed by live nodes)
     {p}cluster:to:{node}         pub/sub channel: messages for that node
     {p}cluster:revocations       pub/sub channel: ended staff sessions (id hashes)
-    {p}cluster:dashboards        pub/sub channel: doctors' dashboard feed (statuses, snapshot asks)
+    {p}cluster:dashboards        pub/sub channel: doctors' dashboard feed (statuses, snapshot asks,
+                                 watch / watch-all announcements)
 """
 
 from __future__ import annotations

@@ -79,11 +79,12 @@ class ClusterNode:
         self._task: asyncio.Task[None] | None = None
         self._redis_down = False
         self._redis_back_at = -1e9  # monotonic time Redis answered again after an outage
+        self._subscribed_at: float | None = None  # monotonic time the bus last (re)subscribed
         self.on_dashboard: Handler | None = None  # a message of the shared dashboards channel
         self.bus = ClusterBus(client, {self.keys.channel(self.node_id): self._on_message,
                                        self.keys.revocations: self.revocations.on_message,
                                        self.keys.dashboards: self._on_dashboard},
-                              on_link_lost=self._on_link_lost)
+                              on_link_lost=self._on_link_lost, on_subscribed=self._on_subscribed)
         self.revocations.attach(self.bus)
 
     @classmethod
@@ -149,6 +150,12 @@ class ClusterNode:
         """Publish to every node's dashboards handler (this node's included). Raises Unavailable."""
         await self.bus.publish(self.keys.dashboards, message)
 
+    @property
+    def listening_since(self) -> float | None:
+        """Monotonic time since which this node has heard every message of its channels (the
+        bus subscribed without a break and Redis answers); None while it may be missing some."""
+        return None if self._redis_down else self._subscribed_at
+
     async def _on_dashboard(self, message: dict[str, Any]) -> None:
         if self.on_dashboard is not None:
             await self.on_dashboard(message)
@@ -181,8 +188,12 @@ class ClusterNode:
         if handler is not None:
             await handler(message)
 
+    def _on_subscribed(self) -> None:
+        self._subscribed_at = self._clock.monotonic()
+
     async def _on_link_lost(self) -> None:
         self._redis_down = True  # until a heartbeat gets through again
+        self._subscribed_at = None
         for callback in list(self.link_lost):
             try:
                 await callback()

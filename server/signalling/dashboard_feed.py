@@ -8,6 +8,12 @@ open on another one, so a `fanout` (the cluster's, set by the composition root) 
 status to every node, whose `deliver` hands it to the sockets it holds, and carries a new
 dashboard's ask for the statuses the other nodes hold. Names go only to the doctor's own
 sockets; no log line carries one.
+
+A status is made only for an account with a dashboard open (`watching`): on this node (its own
+sockets, known at once) or, as the fan-out tells, on another one. The fan-out hears of the
+other nodes' dashboards from their announcements (`watch`: this node's first socket of an
+account opened, its last closed) and answers True whenever it cannot tell, so a doubt costs a
+publish, never a lost status.
 """
 
 from __future__ import annotations
@@ -33,7 +39,18 @@ class DashboardFanout(Protocol):
         ...
 
     async def ask_snapshot(self, account_id: str) -> None:
-        """Ask the other nodes for the statuses of that account's consultations they hold."""
+        """Ask the other nodes for the statuses of that account's consultations they hold.
+        Goes out after any `watch` this node announced before it. May raise."""
+        ...
+
+    async def watch(self, account_id: str, on: bool) -> None:
+        """Tell the other nodes that this node's first dashboard socket of the account opened
+        (on) or its last one closed (off). May raise."""
+        ...
+
+    def watched_elsewhere(self, account_id: str) -> bool:
+        """True when a dashboard of the account may be open on another node, or when the
+        fan-out cannot tell."""
         ...
 
 
@@ -42,18 +59,41 @@ class DashboardFeed:
         self._watchers: KeyedSets[FeedConnection] = KeyedSets()
         self.fanout: DashboardFanout | None = None
 
-    def add(self, account_id: str, conn: FeedConnection) -> None:
+    async def open(self, account_id: str, conn: FeedConnection) -> None:
+        """A dashboard socket of the account opened here (the other nodes are told of the
+        account's first one before this returns, so an `ask_snapshot` after it follows)."""
+        first = account_id not in self._watchers
         self._watchers.add(account_id, conn)
+        if first:
+            await self._announce(account_id, True)
 
-    def discard(self, account_id: str, conn: FeedConnection) -> None:
+    async def close(self, account_id: str, conn: FeedConnection) -> None:
+        """A dashboard socket of the account closed here (idempotent)."""
+        if conn not in self._watchers.members(account_id):
+            return
         self._watchers.discard(account_id, conn)
+        if account_id not in self._watchers:
+            await self._announce(account_id, False)
 
     def watching(self, account_id: str) -> bool:
-        """True when a dashboard of the account may be open: here, or on another node."""
-        return self.fanout is not None or account_id in self._watchers
+        """True when a dashboard of the account is open here, or may be on another node."""
+        if account_id in self._watchers:
+            return True
+        return self.fanout is not None and self.fanout.watched_elsewhere(account_id)
+
+    def accounts(self) -> list[str]:
+        """The accounts with a dashboard socket open on this node."""
+        return self._watchers.key_list()
 
     def count(self) -> int:
         return self._watchers.count()
+
+    async def _announce(self, account_id: str, on: bool) -> None:
+        if self.fanout is not None:
+            try:
+                await self.fanout.watch(account_id, on)
+            except Exception:  # the periodic re-announcement of the fan-out catches up
+                log.warning("dashboard watch announcement failed")
 
     async def publish(self, account_id: str, message: Mapping[str, Any]) -> None:
         """To the account's dashboards on every node; this node's alone when there is no

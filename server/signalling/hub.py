@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from .. import metrics
 from ..consultations.invites import InviteService
 from ..consultations.lobby import Lobby, LobbyRegistry
 from ..consultations.models import AdmissionState, Consultation, IssuedInvite, Participant, StaffActor
@@ -195,8 +196,11 @@ class ConsultationHub:
         except DomainError:  # gone or a store hiccup: the dashboards catch up on the next change
             log.warning("dashboard status for consultation %s skipped", cid)
             return
-        if self.dashboard.watching(consultation.host_id):
-            await self.dashboard.publish(consultation.host_id, await self.status_of(consultation))
+        if not self.dashboard.watching(consultation.host_id):
+            metrics.DASHBOARD_STATUSES.labels(outcome="skipped").inc()
+            return  # no dashboard of the host open on any node: nobody to tell
+        await self.dashboard.publish(consultation.host_id, await self.status_of(consultation))
+        metrics.DASHBOARD_STATUSES.labels(outcome="published").inc()
 
     async def status_of(self, consultation: Consultation) -> dict[str, Any]:
         lobby = self.lobbies.get(consultation.id) if consultation.is_live else None
