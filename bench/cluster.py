@@ -262,11 +262,14 @@ def main() -> None:
                 results.setdefault((workers, n), []).append(result)
                 rows.append([workers, n, result["server_cores"], result["cores_per_consultation"],
                              result["video_ratio"], result["audio_ratio"], result["delay_p50_ms"],
-                             result["delay_p95_ms"], idle, per_call, result["loadavg1"]])
+                             result["delay_p95_ms"], result["server_wakeups_per_s"],
+                             result["rtp_packets_in_per_s"] / max(1.0, result["server_wakeups_per_s"]),
+                             idle, per_call, result["loadavg1"]])
                 print("RUN " + json.dumps(result), flush=True)
         latency = relay_latency(url, tmp / "relay", args.pings)
     print(table(["W", "N", "server cores", "cores/consult", "video ratio", "audio ratio", "delay p50 ms",
-                 "delay p95 ms", "redis idle ops/s", "redis ops/setup", "loadavg"], rows), flush=True)
+                 "delay p95 ms", "wake-ups/s", "packets/wake-up", "redis idle ops/s", "redis ops/setup",
+                 "loadavg"], rows), flush=True)
     print(table(["socket", "ping rtt p50 ms", "ping rtt p95 ms"],
                 [["relayed", latency["relayed_p50_ms"], latency["relayed_p95_ms"]],
                  ["direct", latency["direct_p50_ms"], latency["direct_p95_ms"]]]), flush=True)

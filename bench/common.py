@@ -37,6 +37,21 @@ def main_thread_cpu_seconds(pid: int) -> float:
     return cpu_seconds_of(f"/proc/{pid}/task/{pid}/stat")
 
 
+def wakeups(pid: int) -> int:
+    """Voluntary context switches of every live thread of a process so far: each one is a wait
+    that ended (for the server, mostly its event loop's `epoll_wait` returning)."""
+    total = 0
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/status") as f:
+                for line in f:
+                    if line.startswith("voluntary_ctxt_switches:"):
+                        total += int(line.split()[1])
+        except FileNotFoundError:  # the thread ended meanwhile
+            continue
+    return total
+
+
 def cpu_seconds_of(stat_path: str) -> float:
     with open(stat_path) as f:
         fields = f.read().rsplit(")", 1)[1].split()

@@ -26,7 +26,7 @@ from typing import Any
 
 import aiohttp
 
-from bench.common import cpu_seconds, main_thread_cpu_seconds
+from bench.common import cpu_seconds, main_thread_cpu_seconds, wakeups
 from client.api import ApiClient, token_from_link
 from client.e2ee import parse_fragment
 from client.media import PreparedMedia, SendLog
@@ -302,10 +302,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         print("WINDOW start", flush=True)
         pids = server_pids(args)  # a worker pool: every process
         server_cpu0, own_cpu0, start = sum(map(cpu_seconds, pids)), time.process_time(), time.monotonic()
-        packets0 = rtp_packets_sent(groups)
+        packets0, wakeups0 = rtp_packets_sent(groups), sum(map(wakeups, pids))
         await asyncio.sleep(args.duration)  # the measured window
         server_cpu1, own_cpu1, end = sum(map(cpu_seconds, pids)), time.process_time(), time.monotonic()
-        packets = rtp_packets_sent(groups) - packets0
+        packets, woken = rtp_packets_sent(groups) - packets0, sum(map(wakeups, pids)) - wakeups0
         window = end - start
         result = {
             "mode": args.mode, "consultations": args.consultations, "party": args.party,
@@ -314,6 +314,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "generator_cores": (own_cpu1 - own_cpu0) / window,
             "rtp_packets_in_per_s": packets / window,
             "server_us_per_packet_in": 1e6 * (server_cpu1 - server_cpu0) / packets if packets else 0.0,
+            "server_wakeups_per_s": woken / window,
             **measure(groups, send_log, start, end, exact=args.mode != "relay"),
             "errors": sum(len(p.errors) for g in groups for p in g.peers),
             "recorded": bool(args.record),
