@@ -70,7 +70,8 @@ def same_server(args: argparse.Namespace) -> None:
         result: dict[str, Any] = run_generator(
             server, "sfu", args.consultations, 2, args.warmup, args.duration, staff_env(server, 0),
             ("--record-ab", str(args.repeat)),
-            windows=2 * args.repeat + 1 + 3 * args.repeat)  # + a settle and a close per recording
+            # + per recording: its warm-up, the wait for its files to close, the settle after
+            windows=2 * args.repeat + 1 + 3 * args.repeat)
         files = sum(1 for p in (server.data_dir / "recordings").rglob("*") if p.is_file())
     plain, recorded, overheads = result["plain_cores"], result["recorded_cores"], result["overheads"]
     plain_side, recorded_side = result["plain_side_cores"], result["recorded_side_cores"]

@@ -21,7 +21,8 @@ async def test_a_publisher_datagram_reaches_the_subscriber_socket_in_the_same_ca
         await wait_for_condition(lambda: b.frames_from("a", "video") >= 10, timeout_s=15,
                                  what="b gets a's video")
         server_a, server_b = room.participants()
-        outputs = [t.output for t in server_b.peer.outgoing_tracks() if t.output is not None]
+        tracks = [t for t in server_b.peer.outgoing_tracks() if t.output is not None]
+        outputs = [t.output for t in tracks if t.output is not None]
         assert len(outputs) == 2  # audio + video of a, towards b
         connection: Any = server_a.peer.pc.getTransceivers()[0].receiver.transport.transport._connection
         installed = connection.data_received
@@ -43,5 +44,9 @@ async def test_a_publisher_datagram_reaches_the_subscriber_socket_in_the_same_ca
         print(f"{forwarded_inside} of {calls} RTP datagrams were sent on to the subscriber inside "
               "aioice's datagram callback")
         assert forwarded_inside == calls
+        for track in tracks:  # b's sender reports tell the packets, octets and timestamp sent last
+            assert track.output is not None and track.stream is not None
+            assert track.output.sender_report_counters() == (
+                track.output.packets_sent, track.output.octets_sent, track.stream.written_ts)
     finally:
         await close_all(room, a, b)

@@ -41,15 +41,19 @@ def test_descriptor_finds_picture_id_tl0_and_keyframe_start() -> None:
 def test_source_change_keeps_seq_timestamp_and_picture_id_continuous_without_gaps() -> None:
     out = OutgoingStream(0xABCDEF01, 90000, first_seq=65534, first_ts=4294967000)
     sent = []
+    written = []  # what the sender report takes as the last packet's timestamp
     for i in range(3):  # source A
         p = vp8_payload(1000 + i, 20, start=True, key=i == 0)
         sent.append(out.rewrite(96, 1, 500 + i, 3000 * i, p, vp8_descriptor(p), now=i / 30))
+        written.append(out.written_ts)
     out.rebase()  # new source B (other seq, ts, picture id spaces), 1 s later
     for i in range(2):
         p = vp8_payload(7 + i, 200, start=True, key=i == 0)
         sent.append(out.rewrite(97, 1, 40000 + i, 123456 + 3000 * i, p, vp8_descriptor(p),
                                 now=1 + 2 / 30 + i / 30))
+        written.append(out.written_ts)
     headers = [header(d) for d in sent if d is not None]
+    assert written == [h[3] for h in headers]
     assert [h[2] for h in headers] == [65534, 65535, 0, 1, 2]  # wraps, no gap
     assert all(h[4] == 0xABCDEF01 for h in headers) and {h[1] for h in headers} == {96, 97}
     ts = [h[3] for h in headers]

@@ -103,7 +103,7 @@ class ClusterDashboards:
         """Each heartbeat (a node watchdog): forget lapsed entries; every announcement period
         (and at once after a failed one) announce this node's whole set."""
         self.remote.prune()
-        metrics.DASHBOARD_REMOTE_ACCOUNTS.set(self.remote.account_count())
+        self._count_remote()
         metrics.DASHBOARD_WATCH_SETTLED.set(int(self.remote.settled(self._node.listening_since)))
         now = self._clock.monotonic()
         if self._announced_at is not None and now - self._announced_at < self._announce_s:
@@ -113,6 +113,9 @@ class ClusterDashboards:
         except Unavailable:
             return  # retried at the next heartbeat
         self._announced_at = now
+
+    def _count_remote(self) -> None:
+        metrics.DASHBOARD_REMOTE_ACCOUNTS.set(self.remote.account_count())
 
     async def _announce(self, message: dict[str, Any], *, whole_set: bool = False) -> None:
         async with self._announcing:
@@ -135,10 +138,10 @@ class ClusterDashboards:
                 await self.publish(account, held)
         elif kind == "watch" and isinstance(account, str):
             self.remote.watch(sender, account, message.get("on") is True)
-            metrics.DASHBOARD_REMOTE_ACCOUNTS.set(self.remote.account_count())
+            self._count_remote()
         elif kind == "watch-all" and isinstance(accounts, list):
             self.remote.replace(sender, (a for a in accounts if isinstance(a, str)))
-            metrics.DASHBOARD_REMOTE_ACCOUNTS.set(self.remote.account_count())
+            self._count_remote()
 
 
 async def relay_ctx(app: web.Application) -> AsyncIterator[None]:
