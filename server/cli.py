@@ -24,6 +24,10 @@ from .errors import ConfigError, DomainError
 from .logs import configure_logging
 
 log = logging.getLogger("teleconsult")
+# On stop, the open sockets are closed first (api/services.py `_close_sockets`); a request or
+# socket handler still running this long after is cancelled (aiohttp's default waits 60 s, more
+# than a supervisor's stop timeout: docker's is 10 s).
+HANDLERS_STOP_S = 5.0
 
 
 def _settings(args: argparse.Namespace, **overrides: Any) -> Settings:
@@ -46,7 +50,7 @@ async def _serve(settings: Settings, args: argparse.Namespace) -> int:
         clock = SystemClock()
         await AuditLog(store, clock).record("system.start", actor=None)
         app = create_app(settings, store=store, clock=clock)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=HANDLERS_STOP_S)
         await runner.setup()
         site = web.TCPSite(runner, settings.host, settings.port, ssl_context=ssl_context,
                            reuse_port=bool(getattr(args, "pool_worker", False)) or None)
@@ -68,6 +72,7 @@ async def _serve(settings: Settings, args: argparse.Namespace) -> int:
             await _drain(app, settings)
         log.info("shutting down")
         await runner.cleanup()
+        log.info("stopped")
     finally:
         await store.close()
     return 0

@@ -292,3 +292,32 @@ def test_remote_dashboards_expire_and_are_replaced_by_the_whole_set() -> None:
     # a watch-off of an account never announced, or from an unknown node, is harmless
     remote.watch("node-z", "acct-9", False)
     assert remote.account_count() == 0
+
+
+async def test_a_node_that_stops_cleanly_withdraws_its_dashboards_at_once(tmp_path: Path, redis_url: str) -> None:
+    """A node stopped with a dashboard open (SIGTERM) says so on the channel before it exits:
+    the owner forgets that dashboard at once, not after the entry lapses (3 periods)."""
+    slow = {**FAST_WATCH, "TELECONSULT_CLUSTER_DASHBOARD_ANNOUNCE_S": "10"}  # lapses after 30 s
+    async with shared_redis_cluster(tmp_path, redis_url) as cluster, tapped(redis_url, cluster.prefix) as tap:
+        placed = await two_nodes_and_a_consultation(cluster, "dashboard stop", slow)
+        owner, other = placed.owner, placed.other
+        other_id = placed.ids[other.port]
+        dashboard_api = await same_doctor_via(placed.doctor, other)
+        feed = await dashboard_api.session.ws_connect(f"{other.base_url}/api/dashboard/ws",
+                                                     headers={"Origin": other.base_url})
+
+        async def owner_knows(count: int) -> bool:
+            return await _metric(owner, REMOTE_ACCOUNTS) == count
+        await wait_for_condition(lambda: owner_knows(1), timeout_s=TIMEOUT_S, interval_s=0.05,
+                                 what="the owner knows of the dashboard on B")
+        stopped_at = asyncio.get_running_loop().time()
+        other.process.terminate()
+        await asyncio.to_thread(other.process.wait, TIMEOUT_S)
+        assert other.process.returncode == 0, other.log_text()
+        await tap.read_until(lambda m: m.get("from") == other_id and (
+            (m.get("k") == "watch" and m.get("on") is False)
+            or (m.get("k") == "watch-all" and m.get("accounts") == [])), "the stopping node's withdrawal")
+        await wait_for_condition(lambda: owner_knows(0), timeout_s=TIMEOUT_S, interval_s=0.05,
+                                 what="the owner forgot the dashboard of the stopped node")
+        assert asyncio.get_running_loop().time() - stopped_at < TIMEOUT_S < 30
+        await feed.close()

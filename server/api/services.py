@@ -44,6 +44,7 @@ from .keys import (
     INTEGRATIONS,
     RECORDINGS,
     SETTINGS,
+    SOCKET_RELAY,
     STAFF_SOCKETS,
     STORE,
     UNAUTHENTICATED_SOCKETS,
@@ -53,7 +54,9 @@ from .recording_services import RecordingServices
 from .ws_admission import UnauthenticatedSockets
 
 log = logging.getLogger("teleconsult.auth")
+stop_log = logging.getLogger("teleconsult")
 WEBHOOK_WORKER_TASK = "webhook-delivery"
+SOCKETS_CLOSE_S = 10.0  # on stop: closing every open socket takes at most this long
 
 
 def setup_services(app: web.Application, *, store: Store | None = None) -> None:
@@ -63,6 +66,25 @@ def setup_services(app: web.Application, *, store: Store | None = None) -> None:
         settings.ws_unauthenticated_per_address, settings.ws_unauthenticated_total)
     app.cleanup_ctx.extend((_store_ctx(store), _cluster_ctx, _integrations_ctx, _auth_ctx, _staff_sockets_ctx,
                             _hub_ctx, _relay_ctx, _recordings_ctx))
+    app.on_shutdown.append(_close_sockets)
+
+
+async def _close_sockets(app: web.Application) -> None:
+    """On stop (SIGTERM, after the listening sockets closed): close the open WebSockets before
+    aiohttp waits for their handlers, which it would for up to 60 s. Relayed sockets are told
+    to reconnect (their consultation lives on another node), then this node's consultation and
+    dashboard sockets close with 1001 (the dashboards' `watch` off reaches the other nodes).
+    The services themselves close after, in their cleanup contexts."""
+    relay, hub = app.get(SOCKET_RELAY), app[HUB]
+    try:
+        async with asyncio.timeout(SOCKETS_CLOSE_S):
+            if relay is not None:
+                await relay.close()
+            await hub.close_sockets()
+    except TimeoutError:  # a peer that never answers: the cleanup contexts close what is left
+        stop_log.warning("open sockets not all closed after %.0f s; stopping anyway", SOCKETS_CLOSE_S)
+    else:
+        stop_log.info("open sockets closed")
 
 
 def _store_ctx(store: Store | None) -> Callable[[web.Application], AsyncIterator[None]]:

@@ -126,8 +126,7 @@ class LobbyRegistry(Generic[M]):
     async def close_all(self, code: int, reason: str) -> None:
         lobbies = list(self._lobbies.values())
         self._lobbies.clear()
-        for lobby in lobbies:
-            await lobby.close(code, reason)
+        await asyncio.gather(*(lobby.close(code, reason) for lobby in lobbies))
 
 
 async def _safe_send(member: LobbyMember, message: Mapping[str, Any]) -> None:

@@ -18,6 +18,7 @@ publish, never a lost status.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping
 from typing import Any, Protocol
@@ -30,6 +31,10 @@ log = logging.getLogger("teleconsult.dashboard")
 class FeedConnection(Protocol):
     async def send(self, message: Mapping[str, Any]) -> None:
         """Must not raise on a closed connection."""
+        ...
+
+    async def close(self, code: int, reason: str) -> None:
+        """Idempotent."""
         ...
 
 
@@ -74,6 +79,12 @@ class DashboardFeed:
         self._watchers.discard(account_id, conn)
         if account_id not in self._watchers:
             await self._announce(account_id, False)
+
+    async def close_all(self, code: int, reason: str) -> None:
+        """Shutdown: close every dashboard socket of this node, side by side (each socket's
+        handler then calls `close`, which tells the other nodes)."""
+        conns = [conn for account in self._watchers.key_list() for conn in self._watchers.members(account)]
+        await asyncio.gather(*(conn.close(code, reason) for conn in conns), return_exceptions=True)
 
     def watching(self, account_id: str) -> bool:
         """True when a dashboard of the account is open here, or may be on another node."""

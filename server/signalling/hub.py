@@ -342,9 +342,15 @@ class ConsultationHub:
             await lobby.close(code, reason)
         await self.media.close_room(cid)
 
+    async def close_sockets(self) -> None:
+        """Shutdown, first step: close every consultation and dashboard socket (1001) of this
+        node. Idempotent."""
+        await self.lobbies.close_all(1001, "server shutting down")
+        await self.dashboard.close_all(1001, "server shutting down")
+
     async def close(self) -> None:
         """Shutdown: close every connection (1001) and every media room. Idempotent."""
-        await self.lobbies.close_all(1001, "server shutting down")
+        await self.close_sockets()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.media.close()

@@ -1,0 +1,69 @@
+"""Stopping the server (SIGTERM: `systemctl stop`, `docker stop`, a restart) during a recorded
+call with the doctor's dashboard open. Before, aiohttp waited up to 60 s for the handlers of
+the open WebSockets (nothing closed them until the services' cleanup, which runs after that
+wait): a supervisor's stop timeout (docker: 10 s) then killed the process, and the recording
+ended as an interrupted file. Now the sockets close at once (1001), the process exits 0 within
+seconds, and the recording is stopped cleanly: every participant's file listed, not
+interrupted."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from client.media import PreparedMedia
+from client.peer import MediaOptions
+from client.provision import provision_doctor
+from tests.helpers.ops_helpers import call_through
+from tests.helpers.server_process import REPO, run_cli, running_server, server_env
+from tests.helpers.waiting import wait_for_condition
+
+STOP_BOUND_S = 15.0  # well below aiohttp's 60 s wait for open handlers
+
+
+def _recordings(env: dict[str, str]) -> list[dict[str, Any]]:
+    out = run_cli(["recordings", "list", "--json"], env)
+    assert out.returncode == 0, out.stderr
+    return [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
+
+
+async def test_sigterm_mid_recorded_call_closes_the_sockets_and_stops_the_recording_cleanly(
+        tmp_path: Path) -> None:
+    env = server_env(tmp_path)
+    options = MediaOptions(prepared=PreparedMedia.build(seconds=2.0))
+    with running_server(tmp_path) as server:
+        creds = await provision_doctor(server.base_url, env, "dr.stop@example.test", cwd=REPO)
+        async with call_through(server.base_url, creds, consent=True, options=options) as call:
+            await call.host.request_recording()
+            await wait_for_condition(lambda: call.host.recording_state == "recording", timeout_s=20,
+                                     what="recording")
+            feed = await call.staff.session.ws_connect(f"{server.base_url}/api/dashboard/ws",
+                                                      headers={"Origin": server.base_url})
+            snapshot = await asyncio.wait_for(feed.receive(), STOP_BOUND_S)  # registered
+            assert snapshot.type is aiohttp.WSMsgType.TEXT, snapshot
+            assert json.loads(snapshot.data)["consultation_id"] == call.cid
+
+            started = time.monotonic()
+            server.process.send_signal(signal.SIGTERM)
+            ending = await asyncio.wait_for(feed.receive(), STOP_BOUND_S)
+            while ending.type is aiohttp.WSMsgType.TEXT:  # a last status may come first
+                ending = await asyncio.wait_for(feed.receive(), STOP_BOUND_S)
+            assert ending.type is aiohttp.WSMsgType.CLOSE and feed.close_code == 1001, (ending, feed.close_code)
+            await wait_for_condition(
+                lambda: call.host.close_code is not None and call.patient.close_code is not None,
+                timeout_s=STOP_BOUND_S, what="both call sockets closed")
+            assert (call.host.close_code, call.patient.close_code) == (1001, 1001)
+            code = await asyncio.to_thread(server.process.wait, STOP_BOUND_S)
+            stopped_in = time.monotonic() - started
+            assert code == 0, server.log_text()
+            assert stopped_in < STOP_BOUND_S, stopped_in
+            await feed.close()
+    recordings = _recordings(env)
+    assert [(r["state"], r["interrupted"], len(r["files"])) for r in recordings] == [("stopped", False, 2)], \
+        recordings
