@@ -108,6 +108,28 @@ async def test_replacing_a_document_replaces_its_expiry(store: Store) -> None:
     assert await store.get_doc("session", "s1") == {"v": 2}
 
 
+async def test_get_docs_returns_the_live_documents_among_the_ids(store: Store) -> None:
+    await store.put_doc("session", "s1", {"id": "s1"})
+    await store.put_doc("session", "s2", {"id": "s2", "n": [1, 2]})
+    await store.put_doc("session", "brief", {"id": "brief"}, ttl_s=SHORT_TTL_S)
+    await store.put_doc("account", "s3", {"id": "other kind"})
+    assert await store.get_docs("session", []) == {}
+    got = await store.get_docs("session", ["s2", "missing", "s1", "s2", "s3", "brief"])
+    assert got == {"s1": {"id": "s1"}, "s2": {"id": "s2", "n": [1, 2]}, "brief": {"id": "brief"}}
+
+    async def expired() -> bool:
+        return "brief" not in await store.get_docs("session", ["brief", "s1"])
+
+    await wait_for_condition(expired, timeout_s=EXPIRY_BOUND_S, what="the document to expire")
+    assert await store.get_docs("session", ["brief", "s1"]) == {"s1": {"id": "s1"}}
+    many = [f"id{n}" for n in range(1200)]  # well past SQLite's bound-variable limit of old (999)
+    for doc_id in many[::100]:
+        await store.put_doc("session", doc_id, {"id": doc_id})
+    assert set(await store.get_docs("session", many)) == set(many[::100])
+    with pytest.raises(ValueError, match="kind"):
+        await store.get_docs("bad:kind", ["s1"])
+
+
 async def test_documents_refuse_bad_input(store: Store) -> None:
     with pytest.raises(ValueError, match="kind"):
         await store.put_doc("bad:kind", "a1", {})

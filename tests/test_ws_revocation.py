@@ -10,6 +10,7 @@ import time
 
 from aiohttp.test_utils import TestClient
 
+from server.auth.accounts import AccountRepository
 from server.auth.totp import STEP_S
 from server.config import Settings
 from tests.helpers.auth_helpers import create_staff, login_staff
@@ -151,3 +152,37 @@ async def test_sign_out_everywhere_closes_every_sessions_sockets(env: Env) -> No
     await _closes_4401(second, started, "sign out everywhere (the other session)")
     await _still_waiting(patient)
     assert (await desk.get("/api/me")).status == 401 and (await laptop.get("/api/me")).status == 401
+
+
+async def test_the_recheck_closes_only_the_sockets_of_sessions_changed_behind_its_back(env: Env) -> None:
+    """What another process does to the store (the admin CLI: no event on this process's bus):
+    one doctor's session deleted, another's account disabled, a third doctor untouched. The
+    periodic re-check (all sessions in one batch) closes the first two sockets and only them,
+    and revokes the disabled account's session. A fourth session, deleted after, shows that a
+    later round ran too, and the third socket still answers."""
+    clients = []
+    for n in range(4):
+        doctor, headers = await env.staff(f"doc{n}@example.org", "doctor")
+        ws = await host_ws(doctor, headers, await create_consultation(doctor, headers))
+        await next_of(ws, "welcome")
+        await ws.send_json({"v": 1, "type": "ping"})  # handled after the socket is registered
+        await next_of(ws, "pong")
+        me = await (await doctor.get("/api/me")).json()
+        sessions = await env.store.find_docs("session", "account", str(me["id"]))
+        assert len(sessions) == 1
+        clients.append((doctor, ws, str(me["id"]), str(sessions[0]["id_hash"])))
+    (_d0, deleted_ws, _a0, deleted_hash), (_d1, disabled_ws, disabled_id, disabled_hash), \
+        (kept, kept_ws, _a2, kept_hash), (_d3, later_ws, _a3, later_hash) = clients
+    assert await env.store.delete_doc("session", deleted_hash)
+    assert (await AccountRepository(env.store, env.clock).update(disabled_id, disabled=True)).active is False
+    started = time.monotonic()
+    await _closes_4401(deleted_ws, started, "session deleted by another process (re-check)")
+    await _closes_4401(disabled_ws, started, "account disabled by another process (re-check)")
+    assert await env.store.get_doc("session", disabled_hash) is None  # revoked by the re-check
+    assert await env.store.delete_doc("session", later_hash)
+    await _closes_4401(later_ws, time.monotonic(), "a later round (re-check)")
+    await kept_ws.send_json({"v": 1, "type": "ping"})
+    await next_of(kept_ws, "pong")
+    assert not kept_ws.closed
+    assert await env.store.get_doc("session", kept_hash) is not None
+    assert (await kept.get("/api/me")).status == 200

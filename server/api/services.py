@@ -150,8 +150,8 @@ async def _auth_ctx(app: web.Application) -> AsyncIterator[None]:
 async def _staff_sockets_ctx(app: web.Application) -> AsyncIterator[None]:
     """Host sockets by staff session: closed when their session ends (signalling/staff_sockets.py)."""
     auth = app[AUTH]
-    registry = StaffSocketRegistry(auth.staff_session_valid, auth.sessions.revocations,
-                                   app[SETTINGS].staff_session_recheck_s)
+    registry = StaffSocketRegistry(auth.staff_session_valid, auth.staff_sessions_valid,
+                                   auth.sessions.revocations, app[SETTINGS].staff_session_recheck_s)
     registry.start()
     app[STAFF_SOCKETS] = registry
     try:

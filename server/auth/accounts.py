@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -120,6 +121,11 @@ class AccountRepository:
             return None
         doc = await self._store.get_doc(KIND, account_id)
         return Account.from_doc(doc) if doc else None
+
+    async def get_many(self, account_ids: Iterable[str]) -> dict[str, Account]:
+        """The existing accounts among `account_ids`, by id, in one store round trip."""
+        ids = [a for a in account_ids if isinstance(a, str) and a]
+        return {i: Account.from_doc(doc) for i, doc in (await self._store.get_docs(KIND, ids)).items()}
 
     async def require(self, account_id: str) -> Account:
         account = await self.get(account_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from ..audit import AuditLog
@@ -77,6 +78,22 @@ class AuthServices:
         does not count as activity."""
         session = await self.sessions.get_by_hash(id_hash, touch=False)
         return session is not None and await self._staff_of(session) is not None
+
+    async def staff_sessions_valid(self, id_hashes: Iterable[str]) -> set[str]:
+        """`staff_session_valid` for many sessions at once (two store round trips in all): the
+        hashes among `id_hashes` whose session is still good. A session whose account is gone
+        or disabled is revoked, as there."""
+        sessions = {h: s for h, s in (await self.sessions.live_among(id_hashes)).items()
+                    if s.stage == STAGE_AUTH}
+        accounts = await self.accounts.get_many({s.account_id for s in sessions.values()})
+        valid = set()
+        for id_hash, session in sessions.items():
+            account = accounts.get(session.account_id)
+            if account is not None and account.active:
+                valid.add(id_hash)
+            else:
+                await self.sessions.revoke(id_hash)
+        return valid
 
     async def _staff_of(self, session: Session) -> tuple[Account, Session] | None:
         if session.stage != STAGE_AUTH:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -122,6 +123,24 @@ class SessionService:
             session = replace(session, last_seen=now)
             await self._put(session)
         return session
+
+    async def live_among(self, id_hashes: Iterable[str]) -> dict[str, Session]:
+        """The live sessions among `id_hashes`, by hash, read in one store round trip; not
+        touched (a re-check is not activity). Expired ones are deleted and their revocation
+        published, as `get_by_hash` does."""
+        docs = await self._store.get_docs(KIND, list(id_hashes))
+        now, live, lapsed = self._clock.now(), {}, []
+        for id_hash, doc in docs.items():
+            session = Session.from_doc(doc)
+            if self._alive(session, now):
+                live[id_hash] = session
+            else:
+                lapsed.append(id_hash)
+        for id_hash in lapsed:
+            await self._store.delete_doc(KIND, id_hash)
+        if lapsed:
+            await self.revocations.publish(tuple(lapsed))
+        return live
 
     async def get(self, token: str, *, touch: bool = True) -> Session | None:
         if not isinstance(token, str) or not 20 <= len(token) <= 128:

@@ -20,7 +20,7 @@ All methods are coroutines; none blocks the event loop.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -57,6 +57,11 @@ class DocumentStore(Protocol):
         ...
 
     async def get_doc(self, kind: str, doc_id: str) -> JSONDict | None: ...
+
+    async def get_docs(self, kind: str, doc_ids: Sequence[str]) -> dict[str, JSONDict]:
+        """The live documents among `doc_ids`, by id (absent ones left out), in one round trip:
+        for periodic checks of many documents (the open sockets' staff sessions)."""
+        ...
 
     async def delete_doc(self, kind: str, doc_id: str) -> bool:
         """True when something was deleted."""

@@ -21,7 +21,7 @@ import asyncio
 import json
 import math
 import re
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, cast
 from urllib.parse import urlsplit
@@ -230,6 +230,15 @@ class RedisStore:
         async with self._guard() as r:
             raw = cast(str | None, await r.get(self._doc_key(kind, doc_id)))
         return None if raw is None else _stored_doc(raw)
+
+    async def get_docs(self, kind: str, doc_ids: Sequence[str]) -> dict[str, JSONDict]:
+        check_kind(kind)
+        ids = list(dict.fromkeys(doc_ids))
+        if not ids:
+            return {}
+        async with self._guard() as r:
+            raws = cast(list[str | None], await r.mget([self._doc_key(kind, i) for i in ids]))
+        return {doc_id: _stored_doc(raw) for doc_id, raw in zip(ids, raws, strict=True) if raw is not None}
 
     async def delete_doc(self, kind: str, doc_id: str) -> bool:
         check_kind(kind)

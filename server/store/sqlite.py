@@ -12,10 +12,11 @@ deleted later, by `purge_expired()` which writes call at most once a minute.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -149,6 +150,20 @@ class SQLiteStore:
         return await self._json_at(
             "SELECT body FROM documents WHERE kind=? AND id=? AND (expires_at IS NULL OR expires_at > ?)",
             lambda: (kind, doc_id, time.time()))
+
+    async def get_docs(self, kind: str, doc_ids: Sequence[str]) -> dict[str, JSONDict]:
+        check_kind(kind)
+        ids = list(dict.fromkeys(doc_ids))
+        if not ids:
+            return {}
+
+        def read(c: sqlite3.Connection) -> list[tuple[str, str]]:
+            rows = c.execute(
+                "SELECT id, body FROM documents WHERE kind=? AND id IN (SELECT value FROM json_each(?)) "
+                "AND (expires_at IS NULL OR expires_at > ?)", (kind, json.dumps(ids), time.time())).fetchall()
+            return [(str(i), str(body)) for i, body in rows]
+
+        return {doc_id: load_json(body) for doc_id, body in await self._run(read)}
 
     async def delete_doc(self, kind: str, doc_id: str) -> bool:
         check_kind(kind)

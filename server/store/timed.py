@@ -7,7 +7,7 @@ Labels are the operation names only (never kinds, keys or ids).
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from .. import metrics
@@ -15,7 +15,7 @@ from .base import AuditBuilder, AuditRecord, JSONDict, Store
 
 T = TypeVar("T")
 
-_OPERATIONS = ("ping", "put_doc", "get_doc", "delete_doc", "find_docs", "list_docs", "put_token",
+_OPERATIONS = ("ping", "put_doc", "get_doc", "get_docs", "delete_doc", "find_docs", "list_docs", "put_token",
                "peek_token", "consume_token", "delete_token", "claim", "incr", "get_count",
                "reset_count", "take_seat", "release_seat", "seat_holders", "append_audit",
                "audit_records")
@@ -51,6 +51,9 @@ class TimedStore:
 
     async def get_doc(self, kind: str, doc_id: str) -> JSONDict | None:
         return await _timed("get_doc", self.inner.get_doc(kind, doc_id))
+
+    async def get_docs(self, kind: str, doc_ids: Sequence[str]) -> dict[str, JSONDict]:
+        return await _timed("get_docs", self.inner.get_docs(kind, doc_ids))
 
     async def delete_doc(self, kind: str, doc_id: str) -> bool:
         return await _timed("delete_doc", self.inner.delete_doc(kind, doc_id))
