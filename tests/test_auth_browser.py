@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from client.api import totp_code
+from client.api import step_wait_s, totp_code
 from server.api.keys import CSP_VIOLATIONS
 from server.clock import SystemClock
 from server.config import Settings
@@ -43,6 +43,8 @@ def browser() -> Iterator[Browser]:
 
 def _code(secret: str, *, steps_back: int = 0) -> str:
     """The code for now (client.api.totp_code); steps_back=1 gives the previous step's (still accepted, ±1)."""
+    if steps_back:
+        time.sleep(step_wait_s())  # a clock boundary, not a synchronisation (client/api.py)
     return totp_code(secret, time.time() - 30 * steps_back)
 
 

@@ -61,6 +61,7 @@ async def test_sigterm_mid_recorded_call_closes_the_sockets_and_stops_the_record
             assert (call.host.close_code, call.patient.close_code) == (1001, 1001)
             code = await asyncio.to_thread(server.process.wait, STOP_BOUND_S)
             stopped_in = time.monotonic() - started
+            print(f"\n[stop] SIGTERM mid recorded call to exit 0: {stopped_in:.2f} s")
             assert code == 0, server.log_text()
             assert stopped_in < STOP_BOUND_S, stopped_in
             await feed.close()

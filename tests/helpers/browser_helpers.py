@@ -24,7 +24,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, NoReturn
 
-from client.api import totp_code
+from client.api import step_wait_s, totp_code
 from tests.helpers.server_process import REPO, ServerProcess, run_cli, running_server
 from tests.helpers.wait_margins import note
 
@@ -182,6 +182,7 @@ def enrol_and_login(page: Any, base_url: str, token: str, email: str, password: 
     started = api_call(page, "POST", "/api/enrol/start", {"token": token})
     assert started["status"] == 200, started
     secret = started["body"]["totp_secret"]
+    time.sleep(step_wait_s())  # a clock boundary, not a synchronisation (client/api.py)
     now = time.time()
     # Each code is accepted once: enrol with the previous step's code, log in with the current one.
     finished = api_call(page, "POST", "/api/enrol/finish", {
