@@ -17,10 +17,8 @@ from typing import Any
 
 import aiohttp
 
-from client.media import PreparedMedia
-from client.peer import MediaOptions
 from client.provision import provision_doctor
-from tests.helpers.ops_helpers import call_through
+from tests.helpers.ops_helpers import recorded_call
 from tests.helpers.server_process import REPO, run_cli, running_server, server_env
 from tests.helpers.waiting import wait_for_condition
 
@@ -36,13 +34,9 @@ def _recordings(env: dict[str, str]) -> list[dict[str, Any]]:
 async def test_sigterm_mid_recorded_call_closes_the_sockets_and_stops_the_recording_cleanly(
         tmp_path: Path) -> None:
     env = server_env(tmp_path)
-    options = MediaOptions(prepared=PreparedMedia.build(seconds=2.0))
     with running_server(tmp_path) as server:
         creds = await provision_doctor(server.base_url, env, "dr.stop@example.test", cwd=REPO)
-        async with call_through(server.base_url, creds, consent=True, options=options) as call:
-            await call.host.request_recording()
-            await wait_for_condition(lambda: call.host.recording_state == "recording", timeout_s=20,
-                                     what="recording")
+        async with recorded_call(server.base_url, creds) as call:
             feed = await call.staff.session.ws_connect(f"{server.base_url}/api/dashboard/ws",
                                                       headers={"Origin": server.base_url})
             snapshot = await asyncio.wait_for(feed.receive(), STOP_BOUND_S)  # registered

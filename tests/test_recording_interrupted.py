@@ -15,11 +15,9 @@ from typing import Any
 import av
 
 from client.api import ApiClient
-from client.media import PreparedMedia
-from client.peer import MediaOptions
 from client.provision import provision_doctor
 from server.recording.crypto import DEFAULT_CHUNK_SIZE
-from tests.helpers.ops_helpers import call_through
+from tests.helpers.ops_helpers import recorded_call
 from tests.helpers.server_process import REPO, run_cli, running_server, server_env
 from tests.helpers.waiting import wait_for_condition
 
@@ -43,13 +41,9 @@ def decoded(path: Path) -> tuple[int, float]:
 async def test_a_recording_cut_by_a_killed_server_is_closed_at_the_next_start(tmp_path: Path) -> None:
     env = server_env(tmp_path)
     recordings = tmp_path / "recordings"
-    options = MediaOptions(prepared=PreparedMedia.build(seconds=2.0))
     with running_server(tmp_path) as server:
         creds = await provision_doctor(server.base_url, env, "dr.cut@example.test", cwd=REPO)
-        async with call_through(server.base_url, creds, consent=True, options=options) as call:
-            await call.host.request_recording()
-            await wait_for_condition(lambda: call.host.recording_state == "recording", timeout_s=20,
-                                     what="recording")
+        async with recorded_call(server.base_url, creds):
 
             def sealed_chunks() -> bool:
                 files = list(recordings.rglob("*.webm.enc"))

@@ -12,6 +12,7 @@ import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
 from client.api import ApiClient, token_from_link
+from client.media import PreparedMedia
 from client.participant import ConsultationClient
 from client.peer import MediaOptions, MediaPeer
 from client.provision import StaffCredentials
@@ -64,6 +65,18 @@ async def call_through(base_url: str, creds: StaffCredentials, *, consent: bool 
                 await client.close()
         await staff.close()
         await patient_api.close()
+
+
+@asynccontextmanager
+async def recorded_call(base_url: str, creds: StaffCredentials) -> AsyncIterator[OpsCall]:
+    """A call as `call_through` makes it (2 s of prepared media, consent given), its recording
+    running before this yields."""
+    options = MediaOptions(prepared=PreparedMedia.build(seconds=2.0))
+    async with call_through(base_url, creds, consent=True, options=options) as call:
+        await call.host.request_recording()
+        await wait_for_condition(lambda: call.host.recording_state == "recording", timeout_s=20,
+                                 what="recording")
+        yield call
 
 
 async def scrape(url: str, token: str | None = None) -> tuple[int, str]:
