@@ -1,11 +1,11 @@
 """CPU of the open host sockets' periodic staff-session re-check (signalling/staff_sockets.py),
-per round, with K doctors' sessions open: one store round trip per session and per account
-(`staff_session_valid` for each, as before) against the batch (`staff_sessions_valid`, two
-round trips in all), on the embedded SQLite store and, with --redis-url, on Redis. Both ways
-run in this one process on the same sessions; the figures are process CPU (`process_time`,
-so the store's executor thread counts) per round and per session.
+per round, with K doctors' sessions open: two store round trips per session, as the re-check
+did before `68bddc5` (`staff_session_valid` for each: now a batch of one) against the batch
+(`staff_sessions_valid`, two round trips in all), on the embedded SQLite store and, with
+--redis-url, on Redis. Both ways run in this one process on the same sessions; the figures are
+process CPU (`process_time`, so the store's executor thread counts) per round and per session.
 
-    python -m bench.staff_recheck [--sessions 10,40] [--rounds 50] [--redis-url redis://…]
+    python -m bench.staff_recheck [--sessions 10,40] [--rounds 50] [--redis-url redis://…] [--smoke]
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from bench.common import machine
 from server.audit import AuditLog
 from server.auth.services import AuthServices
 from server.auth.sessions import STAGE_AUTH
@@ -75,7 +76,11 @@ async def main() -> None:
     parser.add_argument("--sessions", default="10,40")
     parser.add_argument("--rounds", type=int, default=50)
     parser.add_argument("--redis-url", default="")
+    parser.add_argument("--smoke", action="store_true", help="1 and 3 sessions, 3 rounds, SQLite only")
     args = parser.parse_args()
+    if args.smoke:
+        args.sessions, args.rounds, args.redis_url = "1,3", 3, ""
+    print(f"# machine: {machine()}", flush=True)
     counts = sorted(int(c) for c in args.sessions.split(","))
     store: Store = await SQLiteStore.open(Path(tempfile.mkdtemp()) / "bench.sqlite3")
     try:

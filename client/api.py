@@ -40,15 +40,14 @@ def totp_code(secret: str, at: float | None = None) -> str:
     return str(pyotp.TOTP(secret).at(int(time.time() if at is None else at)))
 
 
-STEP_MARGIN_S = 5.0
+STEP_MARGIN_S = 5.0  # a code of the previous step is sent only while the current one has this left
 
 
-def step_wait_s(margin_s: float = STEP_MARGIN_S) -> float:
-    """0, or how long to wait for the next TOTP step when this one ends within `margin_s`.
-    A code of the previous step is accepted only while the server is still in this one: sent
-    near the end of a step, it can arrive in the next and be refused (seen in CI under load)."""
-    left = STEP_S - time.time() % STEP_S
-    return left + 0.05 if left < margin_s else 0.0
+def step_has_margin(margin_s: float = STEP_MARGIN_S) -> bool:
+    """True while the current TOTP step has `margin_s` or more left. A code of the previous
+    step is accepted only while the server is still in this step: sent near its end, it can
+    arrive in the next and be refused (seen in CI under load)."""
+    return STEP_S - time.time() % STEP_S >= margin_s
 
 
 class ApiClient:
@@ -106,7 +105,9 @@ class ApiClient:
         The code of the previous 30 s step is used, so a login right after gets a fresh one."""
         started = await self.post("/api/enrol/start", {"token": token_from_link(enrol_link)})
         secret = str(started["totp_secret"])
-        await asyncio.sleep(step_wait_s())  # a clock boundary, not a synchronisation
+        deadline = time.monotonic() + STEP_MARGIN_S + 1
+        while not step_has_margin() and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)  # poll interval of a bounded wait on the clock
         await self.post("/api/enrol/finish", {"enrolment_id": started["enrolment_id"],
                                                "password": password,
                                                "code": totp_code(secret, time.time() - STEP_S)})

@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from client.api import step_wait_s, totp_code
+from client.api import totp_code
 from server.api.keys import CSP_VIOLATIONS
 from server.clock import SystemClock
 from server.config import Settings
 from tests.helpers.auth_helpers import auth_services
-from tests.helpers.browser_helpers import launched_chromium
+from tests.helpers.browser_helpers import launched_chromium, wait_totp_margin
 from tests.helpers.passkey_browser import LiveServer
 from tests.helpers.passkey_browser import live_server as serve_live
 
@@ -43,8 +43,6 @@ def browser() -> Iterator[Browser]:
 
 def _code(secret: str, *, steps_back: int = 0) -> str:
     """The code for now (client.api.totp_code); steps_back=1 gives the previous step's (still accepted, ±1)."""
-    if steps_back:
-        time.sleep(step_wait_s())  # a clock boundary, not a synchronisation (client/api.py)
     return totp_code(secret, time.time() - 30 * steps_back)
 
 
@@ -72,6 +70,7 @@ def test_doctor_enrols_and_signs_in_through_the_pages(live_server: LiveServer, b
     assert len(secret) == 32
     page.get_by_label("Nouveau mot de passe", exact=True).fill(PASSWORD)
     page.get_by_label("Répétez le nouveau mot de passe").fill(PASSWORD)
+    wait_totp_margin(page)
     page.locator("#code").fill(_code(secret, steps_back=1))  # leaves the current step unspent
     page.locator("#enrol-submit").click()
     expect(page.locator("#codes")).to_be_visible()

@@ -24,6 +24,7 @@ def run_bench(module: str, timeout_s: float = 240) -> str:
     ("bench.memory", "SUMMARY memory "),
     ("bench.recording_overhead", "SUMMARY recording "),
     ("bench.cluster", "SUMMARY cluster "),
+    ("bench.staff_recheck", "SUMMARY staff_recheck store=sqlite sessions=3 "),
 ])
 def test_bench_smoke(module: str, summary: str) -> None:
     out = run_bench(module)

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import sync_playwright
 
-from client.api import step_wait_s, totp_code
+from client.api import totp_code
 from tests.helpers.browser_helpers import (
     api_call,
     chromium,
@@ -23,6 +23,7 @@ from tests.helpers.browser_helpers import (
     enrol_and_login,
     screenshot,
     wait_js,
+    wait_totp_margin,
     watched,
 )
 from tests.helpers.journey_steps import (
@@ -79,7 +80,7 @@ def test_every_screen_at_both_sizes(tmp_path: Path, locale: str, lang: str) -> N
             doctor.wait_for_selector("#enrol-form:not([hidden])")
             shoot(doctor, "enrol", lang, shots)
             secret = doctor.inner_text("#secret").replace(" ", "")
-            time.sleep(step_wait_s())  # a clock boundary, not a synchronisation (client/api.py)
+            wait_totp_margin(doctor)
             now = time.time()
             doctor.fill("#password", PASSWORD)
             doctor.fill("#password2", PASSWORD)

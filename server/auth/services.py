@@ -76,13 +76,12 @@ class AuthServices:
         """Is this (authenticated) staff session still good — not revoked, not expired, its
         account still active? For holders that re-check without a cookie (host WebSockets);
         does not count as activity."""
-        session = await self.sessions.get_by_hash(id_hash, touch=False)
-        return session is not None and await self._staff_of(session) is not None
+        return id_hash in await self.staff_sessions_valid((id_hash,))
 
     async def staff_sessions_valid(self, id_hashes: Iterable[str]) -> set[str]:
         """`staff_session_valid` for many sessions at once (two store round trips in all): the
         hashes among `id_hashes` whose session is still good. A session whose account is gone
-        or disabled is revoked, as there."""
+        or disabled is revoked (as `_staff_of` does for a cookie)."""
         sessions = {h: s for h, s in (await self.sessions.live_among(id_hashes)).items()
                     if s.stage == STAGE_AUTH}
         accounts = await self.accounts.get_many({s.account_id for s in sessions.values()})

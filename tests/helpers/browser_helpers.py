@@ -24,7 +24,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, NoReturn
 
-from client.api import step_wait_s, totp_code
+from client.api import STEP_MARGIN_S, STEP_S, totp_code
 from tests.helpers.server_process import REPO, ServerProcess, run_cli, running_server
 from tests.helpers.wait_margins import note
 
@@ -176,13 +176,24 @@ def api_call(page: Any, method: str, path: str, body: Any = None) -> dict[str, A
     return dict(page.evaluate(FETCH_JSON, [method, path, body]))
 
 
+# JS: does the current TOTP step have `margin` seconds or more left? (client.api.step_has_margin)
+TOTP_STEP_MARGIN = """([step, margin]) => step - (Date.now() / 1000) % step >= margin"""
+
+
+def wait_totp_margin(page: Any) -> None:
+    """Until the current TOTP step has STEP_MARGIN_S left (bounded): a code of the previous
+    step, sent now, still reaches the server inside its ±1 step window."""
+    wait_js(page, TOTP_STEP_MARGIN, "a TOTP step with time left", timeout_s=STEP_MARGIN_S + 5,
+            arg=[STEP_S, STEP_MARGIN_S])
+
+
 def enrol_and_login(page: Any, base_url: str, token: str, email: str, password: str) -> None:
     """Enrol TOTP + password, then log in (password, then a TOTP code of a later step)."""
     page.goto(f"{base_url}/static/i18n/en.json")
     started = api_call(page, "POST", "/api/enrol/start", {"token": token})
     assert started["status"] == 200, started
     secret = started["body"]["totp_secret"]
-    time.sleep(step_wait_s())  # a clock boundary, not a synchronisation (client/api.py)
+    wait_totp_margin(page)
     now = time.time()
     # Each code is accepted once: enrol with the previous step's code, log in with the current one.
     finished = api_call(page, "POST", "/api/enrol/finish", {
