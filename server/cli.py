@@ -22,12 +22,14 @@ from .clock import SystemClock
 from .config import Settings, load_settings
 from .errors import ConfigError, DomainError
 from .logs import configure_logging
+from .tasks import reporting_if_slow
 
 log = logging.getLogger("teleconsult")
 # On stop, the open sockets are closed first (api/services.py `_close_sockets`); a request or
 # socket handler still running this long after is cancelled (aiohttp's default waits 60 s, more
 # than a supervisor's stop timeout: docker's is 10 s).
 HANDLERS_STOP_S = 5.0
+STOP_REPORT_S = 4.0  # a stop still running after this long logs what it waits on (again each period)
 
 
 def _settings(args: argparse.Namespace, **overrides: Any) -> Settings:
@@ -71,7 +73,8 @@ async def _serve(settings: Settings, args: argparse.Namespace) -> int:
         else:
             await _drain(app, settings)
         log.info("shutting down")
-        await runner.cleanup()
+        async with reporting_if_slow(log, "stop", STOP_REPORT_S):
+            await runner.cleanup()
         log.info("stopped")
     finally:
         await store.close()

@@ -8,6 +8,8 @@ key prefix and deletes only its own keys. When Redis does not answer, Redis-back
 from __future__ import annotations
 
 import dataclasses
+import inspect
+import logging
 import os
 import secrets
 from collections.abc import AsyncIterator, Iterator
@@ -25,6 +27,7 @@ from server.sfu.runtime import setup_media_runtime
 from server.store.base import Store
 from server.store.redis import RedisStore
 from server.store.sqlite import SQLiteStore
+from server.tasks import reporting_if_slow
 from tests.helpers.rooms_helpers import Env, http_env
 
 DEFAULT_TEST_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -141,3 +144,21 @@ def browser() -> Iterator[Any]:
 
     with launched_chromium() as b:
         yield b
+
+
+HANG_REPORT_S = 120.0  # an async test still running after this long logs where its tasks wait
+
+
+@pytest.fixture
+async def report_a_hang() -> AsyncIterator[None]:
+    """Added to every async test (pytest_collection_modifyitems): one still running after
+    HANG_REPORT_S logs each pending task and where it waits, so a test that reaches the 300 s
+    timeout says on what (the timeout's own dump shows only the event loop's select)."""
+    async with reporting_if_slow(logging.getLogger("teleconsult.tests"), "the test", HANG_REPORT_S):
+        yield
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if isinstance(item, pytest.Function) and inspect.iscoroutinefunction(item.obj):
+            item.fixturenames.append("report_a_hang")
