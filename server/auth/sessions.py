@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -115,8 +115,7 @@ class SessionService:
         session = Session.from_doc(doc)
         now = self._clock.now()
         if not self._alive(session, now):
-            await self._store.delete_doc(KIND, id_hash)
-            await self.revocations.publish((id_hash,))
+            await self._forget_lapsed((id_hash,))
             return None
         # A short idle limit is touched proportionally more often, or it would lapse while in use.
         if touch and now - session.last_seen >= min(TOUCH_EVERY_S, self.idle_limit(session) / 4):
@@ -136,11 +135,16 @@ class SessionService:
                 live[id_hash] = session
             else:
                 lapsed.append(id_hash)
-        for id_hash in lapsed:
-            await self._store.delete_doc(KIND, id_hash)
         if lapsed:
-            await self.revocations.publish(tuple(lapsed))
+            await self._forget_lapsed(lapsed)
         return live
+
+    async def _forget_lapsed(self, id_hashes: Sequence[str]) -> None:
+        """Sessions found lapsed (idle or absolute limit): deleted, and their revocation
+        published so every node closes their sockets."""
+        for id_hash in id_hashes:
+            await self._store.delete_doc(KIND, id_hash)
+        await self.revocations.publish(tuple(id_hashes))
 
     async def get(self, token: str, *, touch: bool = True) -> Session | None:
         if not isinstance(token, str) or not 20 <= len(token) <= 128:
