@@ -3,20 +3,26 @@ the record said "recording" for ever: no files listed, no export (it wants a sto
 never purged by the retention period. Now the next start closes it: stopped, marked
 interrupted, each participant's file listed with how far it plays. `recordings export`
 decrypts each file up to its last complete chunk and says it is truncated; av decodes what it
-holds, as far as the listing says."""
+holds, as far as the listing says. The doctor's dashboard, in real Chromium, shows it as
+"Interrupted (the server stopped)"."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from pathlib import Path
 from typing import Any
 
 import av
+import pytest
+from playwright.sync_api import sync_playwright
 
-from client.api import ApiClient
-from client.provision import provision_doctor
+from client.api import totp_code
+from client.provision import StaffCredentials, provision_doctor
 from server.recording.crypto import DEFAULT_CHUNK_SIZE
+from tests.helpers.browser_helpers import api_call, chromium, dictionary, screenshot, wait_js, watched
+from tests.helpers.journey_steps import dashboard, new_page
 from tests.helpers.ops_helpers import recorded_call
 from tests.helpers.server_process import REPO, run_cli, running_server, server_env
 from tests.helpers.waiting import wait_for_condition
@@ -26,6 +32,33 @@ def listed(env: dict[str, str]) -> list[dict[str, Any]]:
     out = run_cli(["recordings", "list", "--json"], env)
     assert out.returncode == 0, out.stderr
     return [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
+
+
+pytestmark = pytest.mark.browser
+
+ROW = "#rec-list li[data-recording-id]"
+SHOWN = "(sel) => { const e = document.querySelector(sel); return !!e && e.getClientRects().length > 0; }"
+
+
+def dashboard_shows(base_url: str, creds: StaffCredentials) -> tuple[list[dict[str, Any]], str, str]:
+    """The doctor signs in in Chromium and opens the dashboard: what /api/recordings says, and
+    the listed recording's id and state pill as the page shows them."""
+    with sync_playwright() as pw:
+        browser = chromium(pw)
+        with watched(browser) as watches:
+            page, watch = new_page(browser, "doctor", locale="en-GB")
+            watches.append(watch)
+            page.goto(f"{base_url}/static/i18n/en.json")
+            first = api_call(page, "POST", "/api/login", {"email": creds.email, "password": creds.password})
+            assert first["status"] == 200, first
+            # each TOTP code is accepted once (the first log-in used this step's): the next step's
+            second = api_call(page, "POST", "/api/login/mfa", {"code": totp_code(creds.totp_secret, time.time() + 30)})
+            assert second["status"] == 200, second
+            dashboard(page, base_url)
+            wait_js(page, SHOWN, "the recording in the dashboard's list", arg=ROW)
+            screenshot(page, "recordings-interrupted-1280x800-en")
+            return (api_call(page, "GET", "/api/recordings")["body"], page.get_attribute(ROW, "data-recording-id"),
+                    page.locator(f"{ROW} .state-pill").inner_text())
 
 
 def decoded(path: Path) -> tuple[int, float]:
@@ -69,14 +102,11 @@ async def test_a_recording_cut_by_a_killed_server_is_closed_at_the_next_start(tm
         assert after["interrupted"] is True and sorted(after["files"]) == sorted(written)
         assert max(written.values()) - 1 <= float(after["stopped_at"]) <= killed_at + 1
         assert "was interrupted" in again.log_text()
-        staff = await ApiClient.open(again.base_url)
-        try:
-            # each TOTP code is accepted once (the first log-in used this step's): the next step's
-            await staff.login_staff(creds.email, creds.password, creds.totp_secret, at=time.time() + 30)
-            shown = (await staff.get("/api/recordings"))[0]
-        finally:
-            await staff.close()
+        listed_api, row_id, pill = await asyncio.to_thread(dashboard_shows, again.base_url, creds)
+    assert len(listed_api) == 1, listed_api
+    shown = listed_api[0]
     assert shown["id"] == rid and shown["state"] == "stopped" and shown["interrupted"] is True
+    assert row_id == rid and pill == dictionary("en")["recordings.state.interrupted"], (row_id, pill)
     plays = {f["name"]: int(f["duration_ms"]) for f in shown["files"]}
     assert len(plays) == 2 and all(ms >= 1000 for ms in plays.values()), plays
     assert shown["duration_ms"] == max(plays.values())
