@@ -10,15 +10,20 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import signal
 import time
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 
 from client.provision import provision_doctor
+from server.api.keys import HUB
+from server.signalling import hub as hub_module
 from tests.helpers.ops_helpers import recorded_call
+from tests.helpers.rooms_helpers import Env
 from tests.helpers.server_process import REPO, run_cli, running_server, server_env
 from tests.helpers.waiting import wait_for_condition
 
@@ -62,3 +67,15 @@ async def test_sigterm_mid_recorded_call_closes_the_sockets_and_stops_the_record
     recordings = _recordings(env)
     assert [(r["state"], r["interrupted"], len(r["files"])) for r in recordings] == [("stopped", False, 2)], \
         recordings
+
+
+async def test_a_hub_task_that_never_ends_is_cancelled_at_shutdown_and_the_stop_goes_on(
+        env: Env, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setattr(hub_module, "TASKS_END_S", 0.2)
+    hub = env.server.app[HUB]
+    stuck = asyncio.ensure_future(asyncio.Event().wait())  # a status publish whose store never answers
+    hub._keep(stuck, "dashboard-status")
+    caplog.set_level(logging.WARNING, logger="teleconsult.hub")
+    await asyncio.wait_for(hub.close(), 5)
+    assert stuck.cancelled()
+    assert "hub task dashboard-status did not end in 0 s on shutdown; cancelled" in caplog.text

@@ -40,6 +40,7 @@ CLOSE_REPLACED = 4409
 CLOSE_ENDED = 4410
 CLOSE_FORBIDDEN = 4403
 CLOSE_NORMAL = 1000
+TASKS_END_S = 10.0  # on shutdown: the hub's own tasks (status publishes, ...) get this long to end
 
 
 class HubConnection(Protocol):
@@ -352,5 +353,10 @@ class ConsultationHub:
         """Shutdown: close every connection (1001) and every media room. Idempotent."""
         await self.close_sockets()
         if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+            done, running = await asyncio.wait(set(self._tasks), timeout=TASKS_END_S)
+            for task in running:  # one stuck (a store or Redis that never answers): a stop ends
+                log.warning("hub task %s did not end in %.0f s on shutdown; cancelled",
+                            task.get_name(), TASKS_END_S)
+                task.cancel()
+            await asyncio.gather(*done, *running, return_exceptions=True)  # their ends, read
         await self.media.close()
