@@ -1,6 +1,7 @@
 """Figure 6: workers and nodes on Redis (docs/cluster.md), in one run on this machine.
 
     python -m bench.cluster --runs 1:8,2:8,2:8,1:8,1:8,2:8 --duration 15   # W:N runs, relay, Redis ops
+    python -m bench.cluster --runs 1:16,2:16 --relay-cost 16                # and owner vs relayed
     python -m bench.cluster --smoke
 
 - W = 1 vs W = 2: `serve --workers W` on the bench's OWN redis-server; N 2-party consultations
@@ -11,6 +12,9 @@
   its measured window (provisioning excluded), minus the heartbeats' own rate measured idle, / N.
 - Relay latency: two single-worker nodes; one patient's `ping` → `pong` round trips, sequential,
   on a socket relayed through the other node, then on a socket to the owner directly.
+- Relay cost (`--relay-cost N`): two single-worker nodes, N consultations per run; each run's
+  signalling all to the consultations' owners or all through the other node (every socket
+  relayed; media to the owner either way): server CPU per consultation of the two.
 """
 
 from __future__ import annotations
@@ -116,13 +120,14 @@ def nodes(env: dict[str, str]) -> list[list[str]]:
 
 
 def generate(child: Child, pids: list[int], n: int, warmup: float, duration: float, url: str,
-             staff: dict[str, str], pin: bool = False) -> tuple[dict[str, Any], int]:
+             staff: dict[str, str], pin: bool = False, extra: list[str] | None = None
+             ) -> tuple[dict[str, Any], int]:
     """Run the generator (on the CPUs the pool does not have, with `pin`); also the Redis
     commands from its start to its window."""
     before = commands(url)
     cmd = [sys.executable, "-m", "bench.generator", "--mode", "sfu", "--base-url", child.base_url,
            "--server-pids", ",".join(map(str, pids)), "-n", str(n), "--party", "2",
-           "--warmup", str(warmup), "--duration", str(duration)]
+           "--warmup", str(warmup), "--duration", str(duration), *(extra or [])]
     process = subprocess.Popen(cmd, env={**os.environ, **staff}, cwd=REPO, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True,
                                preexec_fn=generator_cpus if pin else None)
@@ -173,10 +178,10 @@ async def ping_rtts(base_url: str, api: ApiClient, cid: str, count: int) -> list
         await ws.close()
 
 
-def relay_latency(url: str, tmp: Path, count: int) -> dict[str, float]:
-    prefix = "bench-relay:"
-    envs = []
-    procs = []
+@contextmanager
+def two_nodes(url: str, tmp: Path, prefix: str) -> Iterator[tuple[list[Child], dict[int, str]]]:
+    """Two single-worker nodes (one key material) on `url`: the children, and node id by port."""
+    children: list[Child] = []
     try:
         for i in range(2):
             port = free_port()
@@ -184,22 +189,51 @@ def relay_latency(url: str, tmp: Path, count: int) -> dict[str, float]:
                                              "TELECONSULT_WORKERS": "1"})
             env["TELECONSULT_DATA_DIR"] = str(tmp / "shared-keys")  # one key material
             serve = [sys.executable, "-m", "server", "serve", "--port", str(port)]
-            procs.append((subprocess.Popen(serve, env=env, cwd=REPO, stdout=subprocess.DEVNULL,
-                                           stderr=subprocess.DEVNULL), port))
-            envs.append(env)
+            children.append(Child(subprocess.Popen(serve, env=env, cwd=REPO, stdout=subprocess.DEVNULL,
+                                                   stderr=subprocess.DEVNULL), port, env, tmp))
             deadline = time.monotonic() + 60
             while len(nodes(env)) < i + 1:
                 if time.monotonic() > deadline:
                     raise RuntimeError("node did not come up")
                 time.sleep(0.2)  # bounded wait for the node to register
-        listed = {int(row[3].rpartition(":")[2]): row[0] for row in nodes(envs[0])}
-        first = Child(procs[0][0], procs[0][1], envs[0], tmp)
-        staff = staff_env(with_public_url(first), 99)
-        return asyncio.run(_relay_latency(url, prefix, procs, listed, staff, count))
+        yield children, {int(row[3].rpartition(":")[2]): row[0] for row in nodes(children[0].env)}
     finally:
-        for process, _port in procs:
-            process.terminate()
-            process.wait(timeout=30)
+        for child in children:
+            child.process.terminate()
+            child.process.wait(timeout=30)
+
+
+def relay_latency(url: str, tmp: Path, count: int) -> dict[str, float]:
+    prefix = "bench-relay:"
+    with two_nodes(url, tmp, prefix) as (children, listed):
+        procs = [(c.process, c.port) for c in children]
+        staff = staff_env(with_public_url(children[0]), 99)
+        return asyncio.run(_relay_latency(url, prefix, procs, listed, staff, count))
+
+
+def relay_cost(url: str, tmp: Path, n: int, routes: list[str], warmup: float, duration: float,
+               pin: bool) -> list[dict[str, Any]]:
+    """Two single-worker nodes, N consultations per run, each run's signalling all to the
+    owners ("owner": nothing relayed) or all to the other node ("other": every socket relayed);
+    server CPU of both nodes. Media goes to the owner in both."""
+    results = []
+    for index, route in enumerate(routes):
+        prefix = f"bench-cost{index}:"
+        with two_nodes(url, tmp / f"cost{index}", prefix) as (children, listed):
+            pids = [c.pid for c in children]
+            if pin:
+                pin_pool(pids)
+            staff = staff_env(with_public_url(children[0]), 200 + index)
+            node_urls = ",".join(f"{listed[c.port]}={c.base_url}" for c in children)
+            result, setup_ops = generate(children[0], pids, n, warmup, duration, url, staff, pin=pin,
+                                    extra=["--route", route, "--route-redis", url, "--route-prefix", prefix,
+                                           "--node-urls", node_urls])
+            # relayed sockets show as Redis traffic: PUBLISHes of the relay at set-up
+            result.update(route=route, cores_per_consultation=result["server_cores"] / n,
+                          redis_ops_per_setup=setup_ops / n)
+            print("COST " + json.dumps(result), flush=True)
+            results.append(result)
+    return results
 
 
 async def _relay_latency(url: str, prefix: str, procs: list[tuple[subprocess.Popen[bytes], int]],
@@ -234,6 +268,10 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=3.0)
     parser.add_argument("--duration", type=float, default=15.0)
     parser.add_argument("--pings", type=int, default=300)
+    parser.add_argument("--relay-cost", type=int, default=0, metavar="N",
+                        help="also: two nodes, N consultations, signalling to the owners vs all relayed")
+    parser.add_argument("--relay-cost-routes", default="owner,other,other,owner,owner,other",
+                        help="with --relay-cost: one run per entry, owner or other")
     parser.add_argument("--smoke", action="store_true")
     parser.add_argument("--no-pin", dest="pin", action="store_false",
                         help="let the kernel place the pool and the generator (default: pool on CPU 0)")
@@ -241,6 +279,7 @@ def main() -> None:
     args.pin = args.pin and pin_cpus()
     if args.smoke:
         args.runs, args.warmup, args.duration, args.pings = "1:1,2:1", 1.0, 3.0, 20
+        args.relay_cost, args.relay_cost_routes = 1, "owner,other"
     print(f"# machine: {machine()}", flush=True)
     rows = []
     results: dict[tuple[int, int], list[dict[str, Any]]] = {}
@@ -267,12 +306,26 @@ def main() -> None:
                              idle, per_call, result["loadavg1"]])
                 print("RUN " + json.dumps(result), flush=True)
         latency = relay_latency(url, tmp / "relay", args.pings)
+        costs = relay_cost(url, tmp / "cost", args.relay_cost, args.relay_cost_routes.split(","),
+                           args.warmup, args.duration, args.pin) if args.relay_cost else []
     print(table(["W", "N", "server cores", "cores/consult", "video ratio", "audio ratio", "delay p50 ms",
                  "delay p95 ms", "wake-ups/s", "packets/wake-up", "redis idle ops/s", "redis ops/setup",
                  "loadavg"], rows), flush=True)
     print(table(["socket", "ping rtt p50 ms", "ping rtt p95 ms"],
                 [["relayed", latency["relayed_p50_ms"], latency["relayed_p95_ms"]],
                  ["direct", latency["direct_p50_ms"], latency["direct_p95_ms"]]]), flush=True)
+    if costs:
+        print(table(["route", "N", "server cores", "cores/consult", "video ratio", "audio ratio",
+                     "delay p50 ms", "wake-ups/s", "redis ops/setup", "loadavg"],
+                    [[r["route"], r["consultations"], r["server_cores"], r["cores_per_consultation"],
+                      r["video_ratio"], r["audio_ratio"], r["delay_p50_ms"], r["server_wakeups_per_s"],
+                      r["redis_ops_per_setup"], r["loadavg1"]] for r in costs]), flush=True)
+        by_route = {route: statistics.mean(r["cores_per_consultation"] for r in costs if r["route"] == route)
+                    for route in ("owner", "other") if any(r["route"] == route for r in costs)}
+        owner, other = by_route.get("owner", float("nan")), by_route.get("other", float("nan"))
+        print(f"SUMMARY relay_cost n={args.relay_cost} runs={len(costs)} "
+              f"owner_cores_per_consultation={owner:.4f} relayed_cores_per_consultation={other:.4f} "
+              f"relayed_vs_owner={other / owner:.3f}", flush=True)
     first_n = runs[0][1]
     c1, c2 = (statistics.mean(r["cores_per_consultation"] for r in results[(w, first_n)]) for w in (1, 2))
     print(f"SUMMARY cluster n={first_n} pinned={int(args.pin)} runs={len(results[(1, first_n)])}+"

@@ -4,6 +4,10 @@ publishing pre-encoded 640x480 VP8 30 fps + Opus, counting what arrives (no deco
     python -m bench.generator --mode sfu --base-url URL --server-pid PID -n 4 --party 2
     (staff credentials in BENCH_STAFF_EMAIL / BENCH_STAFF_PASSWORD / BENCH_STAFF_TOTP)
 
+With `--route owner|other` (two nodes on one Redis, `--node-urls`): each consultation's
+signalling (host and patients) goes to its owner's URL, or to the other node's (every socket
+relayed); media goes to the owner either way (its ICE candidates).
+
 Modes: `sfu` joins through the real API (host doctor with a room token auto-admits the patients);
 `relay` talks to bench/transcoding_relay.py (2-party only); `direct` connects pairs peer to
 peer in this process (no server: the delay of the client pipeline alone).
@@ -46,13 +50,23 @@ class Group:
     cid: str = ""
 
 
+SignalUrl = Callable[[str], Awaitable[str]]  # consultation id -> the URL its clients signal to
+
+
 async def sfu_group(index: int, party: int, base_url: str, staff: ApiClient, options: MediaOptions,
-                    hosts: list[ConsultationClient], everyone: list[ConsultationClient]) -> Group:
+                    hosts: list[ConsultationClient], everyone: list[ConsultationClient],
+                    signal_url: SignalUrl | None = None) -> Group:
     cid = await staff.create_consultation(label=f"bench {index}", max_participants=max(2, party))
     group = Group(cid=cid)
     patients: list[ConsultationClient] = []
-    host = ConsultationClient(staff, cid, MediaPeer(f"c{index}-host", options),
-                              room_token=await staff.room_token(cid), auto_admit=True)
+    room_token = await staff.room_token(cid)
+    host_api = staff
+    if signal_url is not None:
+        base_url = await signal_url(cid)
+        host_api = ApiClient(base_url, staff.session)  # the same session cookie, on that node
+        await host_api.refresh_csrf()
+    host = ConsultationClient(host_api, cid, MediaPeer(f"c{index}-host", options),
+                              room_token=room_token, auto_admit=True)
     for j in range(party - 1):
         api = await ApiClient.open(base_url)
         group.closers.append(api)
@@ -275,10 +289,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             extra_closers.append(staff)
             await staff.login_staff(os.environ["BENCH_STAFF_EMAIL"], os.environ["BENCH_STAFF_PASSWORD"],
                                     os.environ["BENCH_STAFF_TOTP"])
+            routed = signal_router(args, extra_closers) if args.route else None
 
             async def make(i: int) -> Group:
                 async with gate:
-                    return await sfu_group(i, args.party, args.base_url, staff, options, hosts, everyone)
+                    return await sfu_group(i, args.party, args.base_url, staff, options, hosts, everyone,
+                                           routed)
         elif args.mode == "relay":
             session = aiohttp.ClientSession()
             extra_closers.append(session)
@@ -329,6 +345,32 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             await closer.close()
 
 
+def signal_router(args: argparse.Namespace, closers: list[Any]) -> SignalUrl:
+    """`--route`: the URL of each consultation's owner (its lease in the cluster's Redis), or
+    of the other node."""
+    import redis.asyncio as aioredis
+
+    client = aioredis.Redis.from_url(args.route_redis, decode_responses=True)
+    closers.append(_Closing(client.aclose))
+    urls = dict(pair.split("=", 1) for pair in args.node_urls.split(","))
+
+    async def signal_url(cid: str) -> str:
+        lease = await client.get(f"{args.route_prefix}cluster:lease:{cid}")
+        if lease is None:
+            raise RuntimeError(f"consultation {cid} has no lease")
+        owner = str(lease).rpartition(":")[0]
+        if args.route == "owner":
+            return urls[owner]
+        return next(url for node, url in urls.items() if node != owner)
+
+    return signal_url
+
+
+@dataclass
+class _Closing:
+    close: Callable[[], Awaitable[None]]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--mode", choices=("sfu", "relay", "direct"), default="sfu")
@@ -343,6 +385,11 @@ def main() -> None:
     parser.add_argument("--record-ab", type=int, default=0, metavar="PAIRS",
                         help="sfu: PAIRS plain/recorded windows on the same calls, then a last plain one")
     parser.add_argument("--connect-timeout", type=float, default=60.0)
+    parser.add_argument("--route", choices=("owner", "other"), default="",
+                        help="sfu, two nodes: signal to each consultation's owner, or to the other node")
+    parser.add_argument("--route-redis", default="", help="with --route: the cluster's Redis URL")
+    parser.add_argument("--route-prefix", default="", help="with --route: the cluster's key prefix")
+    parser.add_argument("--node-urls", default="", help="with --route: NODE_ID=URL,NODE_ID=URL")
     args = parser.parse_args()
     result = asyncio.run(run(args))
     print("RESULT " + json.dumps(result), flush=True)
