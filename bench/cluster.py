@@ -44,6 +44,7 @@ from bench.common import (
     pin_cpus,
     pin_pool,
     server_env,
+    stop_child,
     table,
 )
 from bench.load import staff_env
@@ -104,12 +105,7 @@ def pool(url: str, workers: int, tmp: Path, prefix: str) -> Iterator[tuple[Child
         pids = [process.pid, *children_of(process.pid)] if workers > 1 else [process.pid]
         yield child, pids
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
+        stop_child(process, 30)
         log.close()
 
 
@@ -199,8 +195,7 @@ def two_nodes(url: str, tmp: Path, prefix: str) -> Iterator[tuple[list[Child], d
         yield children, {int(row[3].rpartition(":")[2]): row[0] for row in nodes(children[0].env)}
     finally:
         for child in children:
-            child.process.terminate()
-            child.process.wait(timeout=30)
+            stop_child(child.process, 30)
 
 
 def relay_latency(url: str, tmp: Path, count: int) -> dict[str, float]:

@@ -157,13 +157,18 @@ def running(kind: str, extra_env: Mapping[str, str] | None = None) -> Iterator[C
             _wait_healthy(child, "/healthz")
             yield child
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=5)
+            stop_child(process, 15)
             log.close()
+
+
+def stop_child(process: subprocess.Popen[bytes], timeout_s: float) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within `timeout_s`."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=5)
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
