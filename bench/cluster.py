@@ -223,7 +223,7 @@ def relay_cost(url: str, tmp: Path, n: int, routes: list[str], warmup: float, du
             result, setup_ops = generate(children[0], pids, n, warmup, duration, url, staff, pin=pin,
                                     extra=["--route", route, "--route-redis", url, "--route-prefix", prefix,
                                            "--node-urls", node_urls])
-            # relayed sockets show as Redis traffic: PUBLISHes of the relay at set-up
+            # relayed sockets show as Redis traffic (the relay's PUBLISHes); heartbeats not subtracted
             result.update(route=route, cores_per_consultation=result["server_cores"] / n,
                           redis_ops_per_setup=setup_ops / n)
             print("COST " + json.dumps(result), flush=True)
