@@ -44,12 +44,12 @@ from bench.common import (
     pin_cpus,
     pin_pool,
     server_env,
-    stop_child,
     table,
 )
 from bench.load import staff_env
 from client.api import ApiClient, token_from_link
 from client.receiving import percentile
+from tests.helpers.server_process import stop_process
 
 
 @contextmanager
@@ -105,7 +105,7 @@ def pool(url: str, workers: int, tmp: Path, prefix: str) -> Iterator[tuple[Child
         pids = [process.pid, *children_of(process.pid)] if workers > 1 else [process.pid]
         yield child, pids
     finally:
-        stop_child(process, 30)
+        stop_process(process, 30)
         log.close()
 
 
@@ -195,7 +195,7 @@ def two_nodes(url: str, tmp: Path, prefix: str) -> Iterator[tuple[list[Child], d
         yield children, {int(row[3].rpartition(":")[2]): row[0] for row in nodes(children[0].env)}
     finally:
         for child in children:
-            stop_child(child.process, 30)
+            stop_process(child.process, 30)
 
 
 def relay_latency(url: str, tmp: Path, count: int) -> dict[str, float]:

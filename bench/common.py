@@ -16,6 +16,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.helpers.server_process import stop_process
+
 REPO = Path(__file__).resolve().parent.parent
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -157,18 +159,8 @@ def running(kind: str, extra_env: Mapping[str, str] | None = None) -> Iterator[C
             _wait_healthy(child, "/healthz")
             yield child
         finally:
-            stop_child(process, 15)
+            stop_process(process, 15)
             log.close()
-
-
-def stop_child(process: subprocess.Popen[bytes], timeout_s: float) -> None:
-    """SIGTERM, then SIGKILL if it has not exited within `timeout_s`."""
-    process.terminate()
-    try:
-        process.wait(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=5)
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
