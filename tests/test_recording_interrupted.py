@@ -21,11 +21,22 @@ from playwright.sync_api import sync_playwright
 from client.api import totp_code
 from client.provision import StaffCredentials, provision_doctor
 from server.recording.crypto import DEFAULT_CHUNK_SIZE
-from tests.helpers.browser_helpers import api_call, chromium, dictionary, screenshot, wait_js, watched
+from tests.helpers.browser_helpers import (
+    SHOWN,
+    api_call,
+    chromium,
+    dictionary,
+    screenshot,
+    sign_in,
+    wait_js,
+    watched,
+)
 from tests.helpers.journey_steps import dashboard, new_page
 from tests.helpers.ops_helpers import recorded_call
 from tests.helpers.server_process import REPO, run_cli, running_server, server_env
 from tests.helpers.waiting import wait_for_condition
+
+pytestmark = pytest.mark.browser
 
 
 def listed(env: dict[str, str]) -> list[dict[str, Any]]:
@@ -34,10 +45,7 @@ def listed(env: dict[str, str]) -> list[dict[str, Any]]:
     return [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
 
 
-pytestmark = pytest.mark.browser
-
 ROW = "#rec-list li[data-recording-id]"
-SHOWN = "(sel) => { const e = document.querySelector(sel); return !!e && e.getClientRects().length > 0; }"
 
 
 def dashboard_shows(base_url: str, creds: StaffCredentials) -> tuple[list[dict[str, Any]], str, str]:
@@ -49,11 +57,8 @@ def dashboard_shows(base_url: str, creds: StaffCredentials) -> tuple[list[dict[s
             page, watch = new_page(browser, "doctor", locale="en-GB")
             watches.append(watch)
             page.goto(f"{base_url}/static/i18n/en.json")
-            first = api_call(page, "POST", "/api/login", {"email": creds.email, "password": creds.password})
-            assert first["status"] == 200, first
             # each TOTP code is accepted once (the first log-in used this step's): the next step's
-            second = api_call(page, "POST", "/api/login/mfa", {"code": totp_code(creds.totp_secret, time.time() + 30)})
-            assert second["status"] == 200, second
+            sign_in(page, creds.email, creds.password, totp_code(creds.totp_secret, time.time() + 30))
             dashboard(page, base_url)
             wait_js(page, SHOWN, "the recording in the dashboard's list", arg=ROW)
             screenshot(page, "recordings-interrupted-1280x800-en")

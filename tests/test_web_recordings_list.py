@@ -14,6 +14,7 @@ import pytest
 from playwright.sync_api import sync_playwright
 
 from tests.helpers.browser_helpers import (
+    SHOWN,
     api_call,
     chromium,
     dictionary,
@@ -34,7 +35,6 @@ from tests.helpers.server_process import running_server
 
 pytestmark = pytest.mark.browser
 
-SHOWN = "(sel) => { const e = document.querySelector(sel); return !!e && e.getClientRects().length > 0; }"
 HIDDEN = "(sel) => { const e = document.querySelector(sel); return !e || e.getClientRects().length === 0; }"
 # The console lines the page is expected to log: the refused (403 reauth_required) download and
 # delete requests, and the refused (401) wrong password.

@@ -177,6 +177,8 @@ def api_call(page: Any, method: str, path: str, body: Any = None) -> dict[str, A
 
 
 # JS: does the current TOTP step have `margin` seconds or more left? (client.api.step_has_margin)
+# JS: is the element `sel` on the page and shown?
+SHOWN = "(sel) => { const e = document.querySelector(sel); return !!e && e.getClientRects().length > 0; }"
 TOTP_STEP_MARGIN = """([step, margin]) => step - (Date.now() / 1000) % step >= margin"""
 
 
@@ -200,9 +202,14 @@ def enrol_and_login(page: Any, base_url: str, token: str, email: str, password: 
         "enrolment_id": started["body"]["enrolment_id"], "password": password, "code": totp_code(secret, now - 30)})
     assert finished["status"] == 200, finished
     assert len(finished["body"]["recovery_codes"]) == 10
+    sign_in(page, email, password, totp_code(secret, now))
+
+
+def sign_in(page: Any, email: str, password: str, code: str) -> None:
+    """Log in from `page` (already on the server's origin): password, then the TOTP `code`."""
     first = api_call(page, "POST", "/api/login", {"email": email, "password": password})
     assert first["status"] == 200, first
-    second = api_call(page, "POST", "/api/login/mfa", {"code": totp_code(secret, now)})
+    second = api_call(page, "POST", "/api/login/mfa", {"code": code})
     assert second["status"] == 200, second
 
 

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 import pyotp
 
-from tests.helpers.browser_helpers import api_call, wait_js
+from tests.helpers.browser_helpers import api_call, sign_in, wait_js
 from tests.helpers.inprocess_server import InProcessServer
 from tests.helpers.journey_steps import consultation_id, new_page, patient_waiting
 from tests.helpers.journey_steps import doctor_in_call as journey_doctor_in_call
@@ -180,10 +180,7 @@ def doctor_in_call(browser: Any, server: InProcessServer) -> tuple[Any, Any, str
     creds = server.create_doctor("dr.tamper@example.test", "Dr Tamper")
     page, watch = new_page(browser, "doctor")
     page.goto(f"{server.base_url}/static/i18n/en.json")
-    first = api_call(page, "POST", "/api/login", {"email": creds.email, "password": creds.password})
-    assert first["status"] == 200, first
-    second = api_call(page, "POST", "/api/login/mfa", {"code": pyotp.TOTP(creds.totp_secret).now()})
-    assert second["status"] == 200, second
+    sign_in(page, creds.email, creds.password, pyotp.TOTP(creds.totp_secret).now())
     page.goto(f"{server.base_url}/")
     page.wait_for_selector("#new-form")
     page.fill("#new-label", "tamper")
