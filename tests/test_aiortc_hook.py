@@ -425,6 +425,63 @@ async def test_synchronous_receive_counts_unwraps_nacks_and_hands_packets_on() -
     assert seen[-1].sequence_number == 102
 
 
+async def test_a_packet_with_a_mid_goes_to_that_m_sections_receiver_or_nowhere() -> None:
+    """A screen share's first packet, sent before the server started its m-section's receiver:
+    aiortc's own router (which never reads the MID) gives it to the camera, the only receiver
+    with its payload type, and from then on takes its SSRC for the camera's. `handle_rtp_data`
+    routes by MID: nowhere until the screen's receiver is registered, then there, and the SSRC
+    it learns sends that stream's later packets without a MID there too (a real DTLS transport
+    and its router; the receivers only record what they are handed)."""
+    from aiortc import RTCCertificate, RTCIceGatherer, RTCIceTransport
+    from aiortc.rtcdtlstransport import RTCDtlsTransport
+    from aiortc.rtcrtpparameters import (
+        RTCRtpCodecParameters,
+        RTCRtpDecodingParameters,
+        RTCRtpHeaderExtensionParameters,
+        RTCRtpReceiveParameters,
+    )
+
+    dtls = RTCDtlsTransport(RTCIceTransport(RTCIceGatherer()), [RTCCertificate.generateCertificate()])
+    vp8 = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=96)
+    mid_uri = RTCRtpHeaderExtensionParameters(id=4, uri="urn:ietf:params:rtp-hdrext:sdes:mid")
+    handed: dict[str, list[tuple[int, int]]] = {"camera": [], "screen": []}
+
+    class Receiver:
+        def __init__(self, name: str) -> None:
+            def receive(packet: RtpPacket, arrival_ms: int) -> None:
+                handed[name].append((packet.ssrc, packet.sequence_number))
+            setattr(self, aiortc_hook._SYNCHRONOUS_RECEIVE, receive)
+
+    def register(receiver: Receiver, mid: str, ssrcs: list[int]) -> None:
+        dtls._register_rtp_receiver(receiver, RTCRtpReceiveParameters(
+            codecs=[vp8], headerExtensions=[mid_uri], muxId=mid,
+            encodings=[RTCRtpDecodingParameters(ssrc=ssrc, payloadType=96) for ssrc in ssrcs]))
+
+    def packet(ssrc: int, seq: int, mid: str | None) -> RtpPacket:
+        made = RtpPacket(payload_type=96, sequence_number=seq, timestamp=seq * 3000, ssrc=ssrc,
+                         payload=b"\x10\x00\x00\x00")
+        made.extensions.mid = mid
+        return made
+
+    def deliver(made: RtpPacket) -> None:
+        aiortc_hook.handle_rtp_data(dtls, made.serialize(dtls._rtp_header_extensions_map), 1_000)
+
+    camera, screen = Receiver("camera"), Receiver("screen")
+    register(camera, "1", [1111])
+    deliver(packet(1111, 10, "1"))
+    first_screen = packet(2222, 30_000, "2")
+    assert dtls._rtp_router.route_rtp(first_screen) is camera  # aiortc's router alone
+    deliver(first_screen)
+    assert handed == {"camera": [(1111, 10)], "screen": []}
+    register(screen, "2", [])  # no a=ssrc in the answer: only the MID says whose 2222 is
+    deliver(packet(2222, 30_001, "2"))
+    deliver(packet(2222, 30_002, None))  # a browser stops sending the MID once it is heard
+    deliver(packet(1111, 11, None))
+    deliver(packet(3333, 50, "1"))  # a new SSRC on the camera's m-section
+    assert handed == {"camera": [(1111, 10), (1111, 11), (3333, 50)],
+                      "screen": [(2222, 30_001), (2222, 30_002)]}
+
+
 class _Datagrams(asyncio.DatagramProtocol):
     """Every datagram with the event-loop iteration it arrived in."""
 

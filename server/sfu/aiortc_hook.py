@@ -29,6 +29,8 @@ The packet path (DESIGN D10, docs/sfu.md):
 - `deliver_rtp_synchronously(dtls)`: SRTP from aioice's datagram callback straight through
   unprotect, parse, routing and the receiver, in one call (`run_eagerly`), not through aioice's
   queue and aiortc's `_recv_next` task.
+- `route_rtp(router, packet)`: a packet carrying a MID goes to that m-section's receiver
+  (aiortc's `RtpRouter` reads `mid_table` never, `ssrc_table` and `payload_type_table` only).
 - `batch_datagram_reads(transport)`: the connection's UDP sockets (done by
   `deliver_rtp_synchronously`) read up to 16 datagrams per wake-up of the event loop.
 - `take_rtp_packets(receiver, callback)`: every RTP packet the receiver handled (RTX unwrapped,
@@ -686,15 +688,38 @@ def _one_byte_extensions(data: bytes, pos: int, end: int, ids: Any) -> HeaderExt
     return values
 
 
+def route_rtp(router: Any, packet: RtpPacket) -> Any:
+    """The receiver for `packet`: by its MID when it carries one (RFC 8843 §9.2), else aiortc's
+    `RtpRouter.route_rtp` (SSRC, then a payload type only one receiver has).
+
+    aiortc's router never reads the MID. A publisher starts sending on a new m-section (a
+    screen share) as soon as it has applied the server's offer, which can be before the
+    server has applied the answer and started that m-section's receiver: the first packets'
+    SSRC is then unknown, their payload type is the camera's, and aiortc hands them to the
+    camera (and remembers their SSRC as the camera's). The camera's subscribers then see a jump
+    of thousands of sequence numbers, after which every camera packet looks old: a frozen
+    picture, and a 100 % loss reading that turns their video off. By its MID such a packet
+    goes nowhere until its m-section has a receiver; from then on to that receiver, whose SSRC
+    the router learns (`ssrc_table`), so its later packets without a MID go there too."""
+    mid = packet.extensions.mid
+    if mid is None:
+        return router.route_rtp(packet)
+    receiver = router.mid_table.get(mid)
+    if receiver is not None and router.ssrc_table.get(packet.ssrc) is not receiver:
+        router.ssrc_table[packet.ssrc] = receiver
+    return receiver
+
+
 def handle_rtp_data(dtls: Any, clear: bytes, arrival_ms: int) -> None:
     """`RTCDtlsTransport._handle_rtp_data` as a plain call: parse with the transport's
-    header-extension map (`parse_rtp`), route, then the receiver's `SynchronousReceive` when it
-    has one, or else its own `_handle_rtp_packet` (run eagerly)."""
+    header-extension map (`parse_rtp`), route (`route_rtp`: by MID first), then the
+    receiver's `SynchronousReceive` when it has one, or else its own `_handle_rtp_packet` (run
+    eagerly)."""
     try:
         packet = parse_rtp(clear, dtls._rtp_header_extensions_map)
     except ValueError:
         return
-    receiver = dtls._rtp_router.route_rtp(packet)
+    receiver = route_rtp(dtls._rtp_router, packet)
     if receiver is None:
         return
     synchronous = getattr(receiver, _SYNCHRONOUS_RECEIVE, None)
