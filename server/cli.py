@@ -116,7 +116,8 @@ async def _drain_cluster(app: Any, settings: Settings, stop: asyncio.Event) -> N
     deadline = asyncio.get_running_loop().time() + settings.drain_timeout_s
     while node.busy() and not stop.is_set() and asyncio.get_running_loop().time() < deadline:
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), 0.5)  # re-check the calls twice a second
+            async with asyncio.timeout(0.5):  # re-check the calls twice a second
+                await stop.wait()
     log.info("drained: %s", "no call left" if not node.busy() else "stopped with calls running")
 
 

@@ -9,15 +9,30 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
+CLEANUP_GRACE_S = 0.5  # a cancelled task's own clean-up gets this long before it is cancelled again
+RECANCEL_S = 0.05  # after that, it is cancelled again this often until it has ended
+
 
 async def cancel_and_wait(task: asyncio.Future[Any] | None) -> None:
-    """Cancel `task` and wait until it has ended; its cancellation is not raised here (an
-    exception it ended with is). None: nothing to end."""
+    """Cancel `task` and wait until it has ended. Its cancellation is not raised here; an
+    exception it ended with is, and so is the caller's own cancellation. None: nothing to end.
+
+    A task can swallow a cancellation: on Python 3.11 `asyncio.wait_for` returns the inner
+    result when the cancel comes after the inner has finished but before the caller has
+    resumed (CPython gh-86296, fixed in 3.12), and redis-py sends every command through one
+    when the client has a socket timeout. Such a task runs on, and whoever waited for it would
+    wait for ever (the stop that hung after "open sockets closed"). So a task still running
+    CLEANUP_GRACE_S after the cancel is cancelled again every RECANCEL_S until it has ended
+    (a task busy with Redis commands can swallow several in a row)."""
     if task is None:
         return
     task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    await asyncio.wait((task,), timeout=CLEANUP_GRACE_S)
+    while not task.done():
+        task.cancel()
+        await asyncio.wait((task,), timeout=RECANCEL_S)
+    if not task.cancelled():
+        task.result()  # raises what it ended with
 
 
 def awaiting_at(task: asyncio.Task[Any]) -> str:

@@ -196,7 +196,8 @@ class _StaffGuard:
 async def _serve(frames: FrameSource, conn: SignallingConnection, staff: _StaffGuard,
                  release: Callable[[], None]) -> None:
     try:
-        first = await asyncio.wait_for(frames.receive(), HELLO_TIMEOUT_S)
+        async with asyncio.timeout(HELLO_TIMEOUT_S):
+            first = await frames.receive()
     except TimeoutError:
         await conn.close(CLOSE_UNAUTHENTICATED, "hello expected")
         return

@@ -66,7 +66,8 @@ class DeliveryWorker:
                 return
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=wait)
+                async with asyncio.timeout(wait):
+                    await self._wake.wait()
 
     async def deliver_due(self) -> float | None:
         """Attempt every due delivery once; return when the next one is due (None: none)."""

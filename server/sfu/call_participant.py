@@ -237,7 +237,8 @@ class CallParticipant:
 
     async def _connect_deadline(self, generation: int) -> None:
         try:
-            await asyncio.wait_for(self._connected.wait(), self._room.ice.connect_timeout_s)
+            async with asyncio.timeout(self._room.ice.connect_timeout_s):
+                await self._connected.wait()
         except TimeoutError:
             if self.state is not MediaState.CLOSED and generation == self._generation:
                 log.info("sfu participant %s: not connected in time, removing", self.participant_id)

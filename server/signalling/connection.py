@@ -347,7 +347,8 @@ class SignallingConnection:
             return
         if self._media is None and self._joining is not None:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._joining.wait(), MEDIA_JOIN_WAIT_S)
+                async with asyncio.timeout(MEDIA_JOIN_WAIT_S):
+                    await self._joining.wait()
         if self._media is None:
             await self._error("media_unavailable", "The call is not available.")
             return

@@ -8,6 +8,7 @@ with a cluster the other nodes relay its sockets here (api/ws_relay.py).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from ..consultations.participants import ACTIVE_STATES, ParticipantService
 from ..consultations.room_tokens import RoomTokenService
 from ..consultations.service import ConsultationService
 from ..errors import Conflict, DomainError
+from ..tasks import cancel_and_wait
 from .chat import ChatRelay
 from .dashboard_feed import DashboardFeed, status_message
 from .e2ee import E2eeCoordinator
@@ -357,6 +359,8 @@ class ConsultationHub:
             for task in running:  # one stuck (a store or Redis that never answers): a stop ends
                 log.warning("hub task %s did not end in %.0f s on shutdown; cancelled",
                             task.get_name(), TASKS_END_S)
-                task.cancel()
-            await asyncio.gather(*done, *running, return_exceptions=True)  # their ends, read
+            await asyncio.gather(*done, return_exceptions=True)  # their ends, read
+            for task in running:
+                with contextlib.suppress(Exception):  # its end, read as the gather reads the others'
+                    await cancel_and_wait(task)
         await self.media.close()

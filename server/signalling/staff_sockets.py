@@ -13,13 +13,13 @@ it. It closes them (CLOSE_SESSION_ENDED) when:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from ..auth.revocation import SessionRevocations
 from ..errors import DomainError
+from ..tasks import cancel_and_wait
 from .keyed_sets import KeyedSets
 
 log = logging.getLogger("teleconsult.ws")
@@ -58,10 +58,7 @@ class StaffSocketRegistry:
             self._unsubscribe()
             self._unsubscribe = None
         task, self._loop_task = self._loop_task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
         if self._closing:
             await asyncio.gather(*self._closing, return_exceptions=True)
 
