@@ -139,17 +139,18 @@ async def test_a_redis_loop_with_a_socket_timeout_swallows_cancels_and_is_still_
 async def test_the_callers_own_cancellation_is_raised_not_swallowed() -> None:
     """A closer cancelled while it waits for a task to end stops there (a stop that gives up
     on a clean-up must be able to); before, `cancel_and_wait` swallowed it and went on."""
-    cleaning, release = asyncio.Event(), asyncio.Event()
+    started, cleaning, release = asyncio.Event(), asyncio.Event(), asyncio.Event()
 
     async def slow_to_end() -> None:
         try:
+            started.set()
             await asyncio.Event().wait()
         finally:
             cleaning.set()
             await release.wait()  # a clean-up that takes a while
 
     task = asyncio.create_task(slow_to_end(), name="slow-to-end")
-    await asyncio.sleep(0)  # let it start (not a synchronisation: the closer cancels it either way)
+    await asyncio.wait_for(started.wait(), 5)  # in its try: a cancel now runs its clean-up
     closer = asyncio.create_task(cancel_and_wait(task), name="closer")
     await asyncio.wait_for(cleaning.wait(), 5)
     closer.cancel()
