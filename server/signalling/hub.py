@@ -359,6 +359,7 @@ class ConsultationHub:
             for task in running:  # one stuck (a store or Redis that never answers): a stop ends
                 log.warning("hub task %s did not end in %.0f s on shutdown; cancelled",
                             task.get_name(), TASKS_END_S)
+                task.cancel()  # all at once: their clean-up graces in cancel_and_wait overlap
             await asyncio.gather(*done, return_exceptions=True)  # their ends, read
             for task in running:
                 with contextlib.suppress(Exception):  # its end, read as the gather reads the others'
